@@ -1,4 +1,5 @@
-"""Clocks. Everything that needs "now" takes a :class:`Clock`, so tests can run minutes in seconds."""
+"""Clocks. Everything that needs "now" takes a :class:`Clock`, so tests can run minutes in
+seconds."""
 
 from __future__ import annotations
 

@@ -53,9 +53,15 @@ class ParameterInfo:
 PARAMETERS: dict[str, ParameterInfo] = {
     p.name: p
     for p in (
-        ParameterInfo("nibp_sys", "NIBP systolic", "mm[Hg]", "MDC_PRESS_BLD_NONINV_SYS", 150021, True),
-        ParameterInfo("nibp_dia", "NIBP diastolic", "mm[Hg]", "MDC_PRESS_BLD_NONINV_DIA", 150022, True),
-        ParameterInfo("nibp_mean", "NIBP mean", "mm[Hg]", "MDC_PRESS_BLD_NONINV_MEAN", 150023, True),
+        ParameterInfo(
+            "nibp_sys", "NIBP systolic", "mm[Hg]", "MDC_PRESS_BLD_NONINV_SYS", 150021, True
+        ),
+        ParameterInfo(
+            "nibp_dia", "NIBP diastolic", "mm[Hg]", "MDC_PRESS_BLD_NONINV_DIA", 150022, True
+        ),
+        ParameterInfo(
+            "nibp_mean", "NIBP mean", "mm[Hg]", "MDC_PRESS_BLD_NONINV_MEAN", 150023, True
+        ),
         ParameterInfo("hr", "Heart rate", "/min", "MDC_ECG_HEART_RATE", 147842),
         ParameterInfo("pr", "Pulse rate", "/min", "MDC_PULS_OXIM_PULS_RATE", 149530),
         ParameterInfo("spo2", "SpO2", "%", "MDC_PULS_OXIM_SAT_O2", 150456),

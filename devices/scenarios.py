@@ -90,7 +90,9 @@ class Scenario:
                 spo2 -= (self.baseline_spo2 - self.desat_to) * depth
                 rr -= 6.0 * depth
         spo2 = min(100.0, spo2)
-        return Vitals(hr=round(hr), spo2=round(spo2), rr=round(rr), pr=round(hr + _jitter(t_s, 1, 4)))
+        return Vitals(
+            hr=round(hr), spo2=round(spo2), rr=round(rr), pr=round(hr + _jitter(t_s, 1, 4))
+        )
 
     def cuff_index_at(self, t_s: float) -> int:
         """Index of the last cuff cycle completed at or before ``t_s`` (-1 if none yet)."""
@@ -102,8 +104,12 @@ class Scenario:
         t = self.first_nibp_s + index * self.nibp_interval_s
         m = self.minutes_after_dose(t)
         s = _surge(m, self.bp_peak_min)
-        sys = self.baseline_sys + self.bp_rise_sys * s + _jitter(t, 1.0, 5.0) + 4.0 * _surge(m, 30.0)
-        dia = self.baseline_dia + self.bp_rise_dia * s + _jitter(t, 1.0, 6.0) + 2.0 * _surge(m, 30.0)
+        sys = (
+            self.baseline_sys + self.bp_rise_sys * s + _jitter(t, 1.0, 5.0) + 4.0 * _surge(m, 30.0)
+        )
+        dia = (
+            self.baseline_dia + self.bp_rise_dia * s + _jitter(t, 1.0, 6.0) + 2.0 * _surge(m, 30.0)
+        )
         sys, dia = round(sys), round(dia)
         return CuffReading(index=index, t_s=t, sys=sys, dia=dia, mean=round(dia + (sys - dia) / 3))
 
@@ -159,7 +165,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "silent",
-            "The monitor stays connected but sends nothing for 30 s at 60 s and every 10 min after.",
+            "The monitor stays connected but sends nothing for 30 s at 60 s and every 10 min "
+            "after.",
             silent_windows_s=tuple((60.0 + 600.0 * k, 30.0) for k in range(50)),
         ),
     )

@@ -7,10 +7,11 @@ closed), so the supervisor can go back to connecting.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from devices.protocols.base import SerialSettings
 
@@ -43,7 +44,7 @@ class SerialTransport:
         self.settings = settings
         self.description = f"{path} ({settings.describe()})"
         self._raw_log = raw_log
-        self._port: object | None = None
+        self._port: Any = None  # serial.Serial; pyserial ships no type hints
 
     def open(self) -> None:
         import serial  # pyserial
@@ -72,11 +73,11 @@ class SerialTransport:
         if port is None:
             raise ConnectionLost(f"{self.path} is not open")
         try:
-            port.timeout = timeout  # type: ignore[attr-defined]
-            first = port.read(1)  # type: ignore[attr-defined]
+            port.timeout = timeout
+            first = port.read(1)
             if not first:
                 return b""
-            waiting = port.in_waiting  # type: ignore[attr-defined]
+            waiting = port.in_waiting
             rest = port.read(min(waiting, max_bytes - 1)) if waiting else b""
         except (serial.SerialException, OSError) as exc:
             # A pulled USB cable and a closed pty master both end up here.
@@ -96,17 +97,15 @@ class SerialTransport:
         if port is None:
             raise ConnectionLost(f"{self.path} is not open")
         try:
-            port.write(data)  # type: ignore[attr-defined]
+            port.write(data)
         except (serial.SerialException, OSError) as exc:
             raise ConnectionLost(f"{self.path}: {exc}") from exc
 
     def close(self) -> None:
         port, self._port = self._port, None
         if port is not None:
-            try:
-                port.close()  # type: ignore[attr-defined]
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                port.close()
 
 
 class TcpTransport:

@@ -24,3 +24,54 @@ def _fresh_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     monkeypatch.delenv("KETAMON_DATABASE_URL", raising=False)
     monkeypatch.setenv("QT_QPA_PLATFORM", os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     yield home
+
+
+# ---- Qt guards: no thread or timer may outlive its test ------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_dangling_qt(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For tests using qtbot: fail if a QThread is still running or a QTimer still active."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    import weakref
+
+    from PySide6.QtCore import QThread, QTimer
+
+    threads: weakref.WeakSet[QThread] = weakref.WeakSet()
+    timers: weakref.WeakSet[QTimer] = weakref.WeakSet()
+    orig_thread_start = QThread.start
+    orig_timer_start = QTimer.start
+
+    def thread_start(self: QThread, *args: object) -> None:
+        threads.add(self)
+        orig_thread_start(self, *args)  # type: ignore[arg-type]
+
+    def timer_start(self: QTimer, *args: object) -> None:
+        timers.add(self)
+        orig_timer_start(self, *args)  # type: ignore[arg-type]
+
+    QThread.start = thread_start  # type: ignore[method-assign]
+    QTimer.start = timer_start  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        QThread.start = orig_thread_start  # type: ignore[method-assign]
+        QTimer.start = orig_timer_start  # type: ignore[method-assign]
+    running = []
+    for t in list(threads):
+        try:
+            if t.isRunning():
+                running.append(f"QThread {t.objectName() or t!r}")
+        except RuntimeError:  # C++ object already deleted: fine
+            pass
+    for tm in list(timers):
+        try:
+            if tm.isActive():
+                parent = tm.parent()
+                running.append(f"QTimer every {tm.interval()} ms (parent {type(parent).__name__})")
+        except RuntimeError:
+            pass
+    if running:
+        pytest.fail("left running after the test: " + "; ".join(running))

@@ -23,5 +23,6 @@ def emulator_class(name: str) -> type[DeviceEmulator]:
         ) from None
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    assert issubclass(cls, DeviceEmulator)
+    if not (isinstance(cls, type) and issubclass(cls, DeviceEmulator)):
+        raise TypeError(f"{target} is not a DeviceEmulator")
     return cls

@@ -1,7 +1,8 @@
 """Running an emulator on a pseudo-terminal, following a scenario's physiology and link faults.
 
 An emulator is *sans-I/O* like a protocol: :meth:`DeviceEmulator.on_host_bytes` answers what the
-host sent, :meth:`DeviceEmulator.tick` produces what the device sends on its own. :class:`PtyServer`
+host sent, :meth:`DeviceEmulator.tick` produces what the device sends on its own.
+:class:`PtyServer`
 owns the pty, the scenario clock and the faults (cable pulled = the pty closes and a new one opens
 behind the same symlink; silent = the monitor stops sending).
 """
@@ -44,7 +45,7 @@ class DeviceEmulator(abc.ABC):
     def tick(self, t_s: float) -> bytes:
         """Called about 20 times a second; return what the device sends on its own now."""
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """A new connection (the cable was plugged back in): drop association state."""
 
 

@@ -30,7 +30,8 @@ def protocol_class(name: str) -> type[DeviceProtocol]:
         ) from None
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    assert issubclass(cls, DeviceProtocol)
+    if not (isinstance(cls, type) and issubclass(cls, DeviceProtocol)):
+        raise TypeError(f"{target} is not a DeviceProtocol")
     return cls
 
 

@@ -1,0 +1,194 @@
+"""ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
+
+Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+
+
+def emit(name: str, value: float, unit: str) -> None:
+    print(f"{name}: {value:.4g} {unit}", flush=True)
+
+
+def _time_to_ready(args: list[str], runs: int = 3) -> float:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    best = float("inf")
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as d:
+            env["KETAMON_DATA_DIR"] = d
+            t0 = time.perf_counter()
+            p = subprocess.Popen(
+                [sys.executable, *args], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+            )
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            elapsed = time.perf_counter() - t0
+            p.wait(30)
+            if not line.startswith("ready"):
+                raise RuntimeError(f"probe failed: {args}")
+            best = min(best, elapsed)
+    return best
+
+
+def bench_startup() -> None:
+    """Process start to the first chart drawn with data, beside a bare PySide6+pyqtgraph window."""
+    probe = str(HERE / "_startup_probe.py")
+    emit("startup_bare_pyside6_pyqtgraph", _time_to_ready([probe, "bare"]), "s")
+    emit("startup_ketamon_demo_first_chart", _time_to_ready([probe, "ketamon"]), "s")
+
+
+def bench_decode() -> None:
+    """Decode throughput per protocol, as a multiple of the protocol's nominal line rate."""
+    from devices.loopback import run_loopback
+    from devices.protocols import protocol_class, wire_protocols
+    from devices.readings import utcnow
+    from devices.scenarios import get_scenario
+
+    for name in wire_protocols():
+        try:
+            cls = protocol_class(name)
+            capture = run_loopback(name, get_scenario("stable"), 1800.0).device_to_host
+        except Exception as exc:  # a protocol not built yet is reported, not fatal
+            print(f"decode_{name}: unavailable ({type(exc).__name__}: {exc})")
+            continue
+        proto = cls(source="bench")
+        now = utcnow()
+        chunk = 256
+        reps = max(1, int(2_000_000 / max(len(capture), 1)))
+        t0 = time.perf_counter()
+        n = 0
+        for _ in range(reps):
+            proto.reset()
+            for i in range(0, len(capture), chunk):
+                n += len(proto.feed(capture[i : i + chunk], now))
+        dt = time.perf_counter() - t0
+        rate = len(capture) * reps / dt
+        emit(f"decode_{name}_bytes_per_s", rate, "B/s")
+        emit(f"decode_{name}_line_rate_multiple", rate / cls.nominal_bytes_per_s, "x")
+        emit(f"decode_{name}_readings_per_s", n / dt, "readings/s")
+
+
+def bench_ingest() -> None:
+    """Sustained writer ingest vs raw sqlite3 executemany on the same kind of file."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from devices.readings import Quality, make_reading
+    from ketamon.services import get_or_create_patient, open_database, start_session
+    from ketamon.storage.models import VitalReading
+    from ketamon.storage.writer import DatabaseWriter
+
+    n_total = 100_000
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = [
+        make_reading("hr", 70 + i % 10, t0 + timedelta(seconds=i), quality=Quality.DEMO)
+        for i in range(1000)
+    ]
+    with tempfile.TemporaryDirectory() as d:
+        engine = open_database(f"sqlite:///{d}/bench.sqlite3")
+        writer = DatabaseWriter(engine).start()
+
+        def mk(s: Session) -> int:
+            p = get_or_create_patient(s, "B", "B", "B")
+            return start_session(s, chair="b", patient=p, device="bench", started=t0).id
+
+        sid = writer.call(mk)
+        start = time.perf_counter()
+
+        # 16 producer threads, like 16 chairs, each submitting batches of 10.
+        def produce() -> None:
+            for k in range(0, n_total // 16, 10):
+                writer.submit_readings(sid, readings[k % 990 : k % 990 + 10])
+
+        threads = [threading.Thread(target=produce) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        writer.wait_idle(120)
+        dt = time.perf_counter() - start
+        committed = writer.stats.readings_committed
+        emit("ingest_writer_sustained", committed / dt, "readings/s")
+        emit("ingest_writer_commits_at_saturation", writer.stats.commits, "commits")
+        # Exposure window at a clinic's load: 16 chairs, each 5 numerics/s, for 5 s.
+        writer.stats.max_exposure_s = 0.0
+        end = time.perf_counter() + 5.0
+        while time.perf_counter() < end:
+            for c in range(16):
+                writer.submit_readings(sid, readings[c : c + 5])
+            time.sleep(1.0)
+        writer.wait_idle(30)
+        emit("ingest_writer_exposure_max_16_chairs", writer.stats.max_exposure_s * 1000, "ms")
+        committed = writer.stats.readings_committed
+        writer.stop()
+        with Session(engine) as s:
+            assert s.scalar(select(func.count()).select_from(VitalReading)) == committed
+        engine.dispose()
+
+        con = sqlite3.connect(f"{d}/raw.sqlite3")
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute(
+            "CREATE TABLE r (id INTEGER PRIMARY KEY, session_id INT, parameter TEXT, value REAL,"
+            " unit TEXT, mdc TEXT, host_time TEXT, device_time TEXT, quality INT, source TEXT)"
+        )
+        rows = [
+            (1, r.parameter, r.value, r.unit, r.mdc, r.host_time.isoformat(), None, 8, "bench")
+            for r in readings
+        ]
+        start = time.perf_counter()
+        done = 0
+        # Same commit cadence as the writer achieved: one transaction per batch it committed.
+        per_commit = max(1, committed // max(1, writer.stats.commits))
+        while done < n_total:
+            batch = (rows * (per_commit // len(rows) + 1))[:per_commit]
+            with con:
+                con.executemany(
+                    "INSERT INTO r (session_id, parameter, value, unit, mdc, host_time,"
+                    " device_time, quality, source) VALUES (?,?,?,?,?,?,?,?,?)",
+                    batch,
+                )
+            done += len(batch)
+        dt = time.perf_counter() - start
+        con.close()
+        emit("ingest_raw_sqlite3_executemany", done / dt, "readings/s")
+
+
+BENCHMARKS: dict[str, Callable[[], None]] = {
+    "startup": bench_startup,
+    "decode": bench_decode,
+    "ingest": bench_ingest,
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+            file=sys.stderr,
+        )
+        return 2
+    for n in names:
+        BENCHMARKS[n]()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,119 @@
+"""The simulator: a first-class device that produces readings from a scenario, no wire needed.
+
+It runs through the same :class:`~devices.supervisor.Supervisor` as a real monitor, with
+:class:`SimulatedLink` standing in for the cable so the scenario's "cable pulled" and "silent"
+faults reach the app the same way real ones do.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+from devices.clock import Clock, SystemClock
+from devices.protocols.base import DeviceProtocol
+from devices.readings import Quality, Reading, make_reading
+from devices.scenarios import Link, Scenario, get_scenario
+from devices.transports import ConnectionLost, TransportError
+
+
+class SimulatorProtocol(DeviceProtocol):
+    """Numerics every ``period_s`` of scenario time, NIBP once per cuff cycle, all flagged DEMO."""
+
+    name = "simulator"
+    quiet_time_s = 5.0
+
+    def __init__(
+        self,
+        source: str = "simulator",
+        scenario: Scenario | str = "stable",
+        *,
+        start: datetime | None = None,
+        start_at_s: float = 0.0,
+        period_s: float = 1.0,
+    ) -> None:
+        super().__init__(source)
+        self.scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
+        self.start = start
+        self.start_at_s = start_at_s
+        self.period_s = period_s
+        self._next_numeric_t: float | None = None
+        self._last_cuff = -1
+
+    def scenario_time(self, now: datetime) -> float:
+        if self.start is None:
+            self.start = now
+        return self.start_at_s + (now - self.start).total_seconds()
+
+    def feed(self, data: bytes, now: datetime) -> list[Reading]:
+        return []
+
+    def poll(self, now: datetime) -> list[Reading]:
+        t = self.scenario_time(now)
+        if self.scenario.link(t) is not Link.UP:
+            return []
+        self._streaming = True
+        out: list[Reading] = []
+        q = Quality.DEMO
+        if self._next_numeric_t is None:
+            self._next_numeric_t = t
+        # Catch up on every period that passed (a fast clock can skip several per poll), but
+        # never more than a minute's worth so a stalled thread does not flood the writer.
+        if t - self._next_numeric_t > 60:
+            self._next_numeric_t = t - 60
+        while self._next_numeric_t <= t:
+            ts = self._next_numeric_t
+            when = now - timedelta(seconds=t - ts)
+            v = self.scenario.vitals(ts)
+            for name, value in (("hr", v.hr), ("pr", v.pr), ("spo2", v.spo2), ("rr", v.rr)):
+                out.append(
+                    make_reading(
+                        name, value, when, device_time=when, quality=q, source=self.source
+                    )
+                )
+            self._next_numeric_t += self.period_s
+        cuff = self.scenario.cuff_index_at(t)
+        if cuff > self._last_cuff:
+            c = self.scenario.cuff(cuff)
+            when = now - timedelta(seconds=max(0.0, t - c.t_s))
+            for name, value in (("nibp_sys", c.sys), ("nibp_dia", c.dia), ("nibp_mean", c.mean)):
+                out.append(
+                    make_reading(
+                        name, value, when, device_time=when, quality=q, source=self.source
+                    )
+                )
+            self._last_cuff = cuff
+        self.stats.readings += len(out)
+        return out
+
+    def reset(self) -> None:
+        super().reset()
+        # Keep the scenario clock and the cuff counter: a reconnect does not re-measure.
+
+
+class SimulatedLink:
+    """The simulator's stand-in for a cable: it follows the scenario's link faults."""
+
+    def __init__(self, protocol: SimulatorProtocol, clock: Clock | None = None) -> None:
+        self.protocol = protocol
+        self.clock = clock or SystemClock()
+        self.description = f"simulator ({protocol.scenario.name})"
+
+    def _link(self) -> Link:
+        return self.protocol.scenario.link(self.protocol.scenario_time(self.clock.now()))
+
+    def open(self) -> None:
+        if self._link() is Link.PULLED:
+            raise TransportError("simulated cable is unplugged")
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        time.sleep(timeout)
+        if self._link() is Link.PULLED:
+            raise ConnectionLost("simulated cable pulled")
+        return b""
+
+    def write(self, data: bytes) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

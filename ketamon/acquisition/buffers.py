@@ -1,0 +1,98 @@
+"""Per-parameter ring buffers the chart redraws from (no Qt).
+
+The device thread appends; the UI timer takes snapshots. One lock per chair keeps a snapshot
+consistent; appends are O(1) (an index-based ring, never ``np.roll``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from devices.readings import Reading
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Int8Array = npt.NDArray[np.int8]
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    t: FloatArray  # epoch seconds (host receive time)
+    v: FloatArray
+    flagged: Int8Array  # alarm priority of the breach (0 = in range)
+    invalid: BoolArray
+
+
+class _Ring:
+    __slots__ = ("flagged", "invalid", "n", "start", "t", "v")
+
+    def __init__(self, capacity: int) -> None:
+        self.t = np.empty(capacity, dtype=np.float64)
+        self.v = np.empty(capacity, dtype=np.float64)
+        self.flagged = np.zeros(capacity, dtype=np.int8)
+        self.invalid = np.zeros(capacity, dtype=np.bool_)
+        self.start = 0
+        self.n = 0
+
+    def append(self, t: float, v: float, flagged: int, invalid: bool) -> None:
+        cap = len(self.t)
+        i = (self.start + self.n) % cap
+        self.t[i], self.v[i], self.flagged[i], self.invalid[i] = t, v, flagged, invalid
+        if self.n < cap:
+            self.n += 1
+        else:
+            self.start = (self.start + 1) % cap
+
+    def snapshot(self) -> Series:
+        idx = (self.start + np.arange(self.n)) % len(self.t)
+        return Series(self.t[idx], self.v[idx], self.flagged[idx], self.invalid[idx])
+
+
+class TrendBuffers:
+    """Ring buffers for every parameter of one chair.
+
+    ``capacity`` readings per parameter: 8 h at 1 Hz by default, so an overlong infusion keeps
+    its most recent eight hours on screen while everything stays in the database.
+    """
+
+    def __init__(self, capacity: int = 8 * 3600) -> None:
+        self.capacity = capacity
+        self._rings: dict[str, _Ring] = {}
+        self._latest: dict[str, Reading] = {}
+        self._latest_flagged: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.version = 0  # bumped on every append; the redraw timer skips unchanged buffers
+
+    def extend(self, readings: Iterable[Reading], flagged: Iterable[int] | None = None) -> None:
+        flags = list(flagged) if flagged is not None else None
+        with self._lock:
+            for i, r in enumerate(readings):
+                ring = self._rings.get(r.parameter)
+                if ring is None:
+                    ring = self._rings[r.parameter] = _Ring(self.capacity)
+                f = int(flags[i]) if flags is not None else 0
+                ring.append(r.host_time.timestamp(), r.value, f, not r.valid)
+                if r.valid:
+                    self._latest[r.parameter] = r
+                    self._latest_flagged[r.parameter] = f
+            self.version += 1
+
+    def series(self, parameter: str) -> Series | None:
+        with self._lock:
+            ring = self._rings.get(parameter)
+            return ring.snapshot() if ring is not None else None
+
+    def latest(self) -> dict[str, tuple[Reading, int]]:
+        """Latest valid reading per parameter with the priority it breached (0 = in range)."""
+        with self._lock:
+            return {k: (r, self._latest_flagged[k]) for k, r in self._latest.items()}
+
+    def count(self, parameter: str) -> int:
+        with self._lock:
+            ring = self._rings.get(parameter)
+            return ring.n if ring else 0

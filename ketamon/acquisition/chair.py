@@ -1,0 +1,166 @@
+"""One chair's acquisition: a supervisor in its own QThread, buffers, alarms, writer hand-off.
+
+Per-sample work stays in the device thread: readings go into the ring buffers and the writer
+queue, and the alarm engine is evaluated right there. Only rare events cross into the UI thread,
+as typed immutable objects on ``Signal(object)``: alarm events and link status changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
+
+from devices.clock import Clock, SystemClock
+from devices.protocols.base import DeviceProtocol
+from devices.readings import Reading
+from devices.supervisor import LinkState, StatusEvent, Supervisor
+from devices.transports import Transport
+from ketamon.acquisition.buffers import TrendBuffers
+from ketamon.domain.alarms import AlarmEngine, AlarmEvent, evaluate
+from ketamon.domain.thresholds import ThresholdProfile
+
+log = logging.getLogger(__name__)
+
+ReadingSink = Callable[[Sequence[Reading]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSpec:
+    """What to connect: a factory for the transport and protocol, called in the chair's thread."""
+
+    make: Callable[[], tuple[Transport, DeviceProtocol]]
+    description: str
+
+
+class _Worker(QObject):
+    """Lives in the chair's QThread; runs the supervisor's blocking loop there."""
+
+    sig_finished = Signal()
+
+    def __init__(self, chair: ChairAcquisition) -> None:
+        super().__init__()  # no parent: moveToThread silently fails otherwise
+        self._chair = chair
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            self._chair._run_supervisor()
+        except Exception:  # a driver bug must become a visible status, not a dead thread
+            log.exception("acquisition for %s failed", self._chair.name)
+            self._chair._status(
+                StatusEvent(
+                    self._chair.name,
+                    LinkState.STOPPED,
+                    LinkState.STREAMING,
+                    "driver error (see log)",
+                    self._chair.clock.now(),
+                )
+            )
+        finally:
+            self.sig_finished.emit()
+
+
+class ChairAcquisition(QObject):
+    """Acquisition for one chair. Create in the UI thread; call :meth:`start` and :meth:`stop`."""
+
+    sig_alarm_changed = Signal(object)  # AlarmEvent
+    sig_link_changed = Signal(object)  # StatusEvent
+
+    def __init__(
+        self,
+        name: str,
+        monitor: MonitorSpec,
+        profile: ThresholdProfile,
+        *,
+        sink: ReadingSink | None = None,
+        clock: Clock | None = None,
+        buffers: TrendBuffers | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.monitor = monitor
+        self.clock = clock or SystemClock()
+        self.buffers = buffers or TrendBuffers()
+        self.alarms = AlarmEngine(profile)
+        self.sink = sink
+        self.link_state = LinkState.STOPPED
+        self.link_reason = ""
+        self._alarm_lock = threading.Lock()  # the engine is also touched by acknowledge()
+        self._supervisor: Supervisor | None = None
+        self._thread: QThread | None = None
+        self._worker: _Worker | None = None
+        self._stop_requested = threading.Event()
+
+    # ---- UI thread --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop_requested.clear()
+        self._thread = QThread()
+        self._thread.setObjectName(f"chair-{self.name}")
+        self._worker = _Worker(self)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.sig_finished.connect(self._thread.quit)
+        self._thread.start()
+
+    def stop(self, timeout_ms: int = 5000) -> None:
+        """Stop the supervisor and wait for the thread; log loudly if it will not stop."""
+        self._stop_requested.set()  # before reading _supervisor: see _run_supervisor
+        sup, thread = self._supervisor, self._thread
+        if sup is not None:
+            sup.stop()
+        if thread is None:
+            return
+        thread.quit()
+        if not thread.wait(QDeadlineTimer(timeout_ms)):
+            log.error("chair %s: acquisition thread did not stop in %d ms", self.name, timeout_ms)
+            thread.terminate()
+            thread.wait()
+        self._thread = None
+        self._worker = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def acknowledge(self, key: str) -> list[AlarmEvent]:
+        with self._alarm_lock:
+            events = self.alarms.acknowledge(key, self.clock.now())
+        for e in events:
+            self.sig_alarm_changed.emit(e)
+        return events
+
+    # ---- chair thread -----------------------------------------------------------------------
+    def _run_supervisor(self) -> None:
+        transport, protocol = self.monitor.make()
+        self._supervisor = Supervisor(
+            transport,
+            protocol,
+            on_readings=self._on_readings,
+            on_status=self._status,
+            clock=self.clock,
+            source=self.name,
+        )
+        if self._stop_requested.is_set():  # stop() ran before the supervisor existed
+            return
+        self._supervisor.run()
+
+    def _on_readings(self, readings: list[Reading]) -> None:
+        profile = self.alarms.profile
+        flagged = [int(b.priority) if (b := evaluate(r, profile)) else 0 for r in readings]
+        self.buffers.extend(readings, flagged)
+        if self.sink is not None:
+            self.sink(readings)
+        with self._alarm_lock:
+            events = self.alarms.process(readings)
+        for e in events:
+            self.sig_alarm_changed.emit(e)
+
+    def _status(self, event: StatusEvent) -> None:
+        self.link_state, self.link_reason = event.state, event.reason
+        self.sig_link_changed.emit(event)

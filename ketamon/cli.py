@@ -1,0 +1,418 @@
+"""Command line: ``ketamon [gui|demo|decode|record|emulate] …``.
+
+The subcommands, their options and their JSON output are a public interface that clinics script
+against; keep them stable and documented in the README. No command prints a traceback: expected
+problems are one ``ketamon: error: …`` line (exit 2), unexpected ones are logged with details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from ketamon import SAFETY_STATEMENT, __version__
+
+log = logging.getLogger("ketamon")
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+class CommandError(Exception):
+    """An expected failure with a message for the user."""
+
+
+def _add_common(p: argparse.ArgumentParser, *, sub: bool = True) -> None:
+    # On subcommands the defaults are suppressed so "ketamon --data-dir X demo" keeps X.
+    default: Any = argparse.SUPPRESS if sub else None
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=default,
+        help="keep the database and configuration in DIR instead of the user folders",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default or False,
+        help="log more detail to stderr",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from devices.protocols import PROTOCOLS, wire_protocols
+    from devices.scenarios import SCENARIOS
+
+    parser = argparse.ArgumentParser(
+        prog="ketamon",
+        description="Chair-side vital-sign documentation for ketamine and esketamine sessions. "
+        + SAFETY_STATEMENT,
+    )
+    parser.add_argument("--version", action="version", version=f"ketamon {__version__}")
+    _add_common(parser, sub=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gui = sub.add_parser("gui", help="open the app (the default)", description="Open the app.")
+    _add_common(gui)
+    gui.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+
+    demo = sub.add_parser(
+        "demo",
+        help="open the app with two simulated chairs on a demo database",
+        description="Open the app with two chairs fed by the simulator, on an embedded SQLite "
+        "database in a demo folder (never your real data).",
+    )
+    _add_common(demo)
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="run simulated time X times faster than real time (default 1)",
+    )
+
+    decode = sub.add_parser(
+        "decode",
+        help="decode a raw capture of device bytes to JSON lines",
+        description="Read a raw capture of the device→host byte stream and print one JSON object "
+        "per reading. Bad frames are counted on stderr.",
+    )
+    _add_common(decode)
+    decode.add_argument("--protocol", required=True, choices=wire_protocols())
+    decode.add_argument("file", metavar="FILE")
+
+    record = sub.add_parser(
+        "record",
+        help="record a monitor into the database (headless)",
+        description="Connect to a monitor, record its readings into the database under a "
+        "session, and print them as JSON lines. An open session for the same chair is resumed.",
+    )
+    _add_common(record)
+    record.add_argument("--protocol", required=True, choices=wire_protocols())
+    where = record.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", metavar="PATH", help="serial port, e.g. /dev/ttyUSB0")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="HL7 over TCP (hl7 only)")
+    record.add_argument("--baud", type=int, metavar="N", help="override the protocol's baud rate")
+    record.add_argument("--parity", choices=["N", "E", "O"], help="override the parity")
+    record.add_argument(
+        "--rtscts", choices=["on", "off"], help="override RTS/CTS hardware flow control"
+    )
+    record.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
+    record.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+    record.add_argument("--raw", metavar="FILE", help="also keep the raw received bytes in FILE")
+    record.add_argument("--chair", metavar="NAME", help="chair name (default: derived from port)")
+    record.add_argument("--quiet", action="store_true", help="do not print readings")
+
+    emulate = sub.add_parser(
+        "emulate",
+        help="emulate a monitor on a pseudo-terminal (or TCP for hl7)",
+        description="Create a pseudo-terminal, print its path, and play the monitor side of the "
+        "protocol following a scenario until stopped (Ctrl+C).",
+    )
+    _add_common(emulate)
+    emulate.add_argument("--protocol", required=True, choices=wire_protocols())
+    emulate.add_argument("--scenario", default="stable", choices=list(SCENARIOS))
+    emulate.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="scenario time runs X times faster than real time",
+    )
+    emulate.add_argument(
+        "--link", metavar="PATH", help="keep a symlink at PATH pointing at the current pty"
+    )
+    emulate.add_argument(
+        "--tcp",
+        metavar="PORT",
+        type=int,
+        help="hl7 only: listen on 127.0.0.1:PORT instead of a pty",
+    )
+    emulate.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
+    del PROTOCOLS
+    return parser
+
+
+# ---- command implementations ---------------------------------------------------------------
+
+
+def _paths(args: argparse.Namespace, *, demo: bool = False) -> Any:
+    from ketamon.paths import resolve_paths
+
+    return resolve_paths(args.data_dir, demo=demo).ensure()
+
+
+def cmd_gui(args: argparse.Namespace, *, demo: bool) -> int:
+    from ketamon.config import Config, database_url, load_config
+    from ketamon.services import load_profile
+
+    paths = _paths(args, demo=demo)
+    config = Config() if demo else load_config(paths.config_file)
+    url = (
+        paths.sqlite_url()
+        if demo
+        else database_url(getattr(args, "db", None), config, paths.sqlite_url())
+    )
+    profile = load_profile(config)
+    clock = None
+    if demo and args.speed != 1.0:
+        from devices.clock import ScaledClock
+
+        if not 0 < args.speed <= 1000:
+            raise CommandError("--speed must be between 0 and 1000")
+        clock = ScaledClock(args.speed)
+    from ketamon.app import run_gui
+
+    return run_gui(paths, config, profile, url, demo=demo, clock=clock)
+
+
+def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from devices.protocols import protocol_class
+    from devices.readings import utcnow
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    proto = protocol_class(args.protocol)(source=str(path))
+    count = 0
+    chunk = 4096
+    for i in range(0, len(data), chunk):
+        for r in proto.feed(data[i : i + chunk], utcnow()):
+            out.write(json.dumps(r.to_json_dict()) + "\n")
+            count += 1
+    st = proto.stats
+    err.write(
+        f"decode: {len(data)} bytes, {st.frames_ok} good frames, {st.frames_bad} bad frames, "
+        f"{count} readings\n"
+    )
+    for why in st.errors[:10]:
+        err.write(f"decode: bad frame: {why}\n")
+    if st.frames_bad > 10:
+        err.write(f"decode: … and {st.frames_bad - 10} more bad frames\n")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from devices.clock import SystemClock
+    from devices.protocols import protocol_class
+    from devices.readings import Reading
+    from devices.supervisor import StatusEvent, Supervisor
+    from devices.transports import SerialTransport, TcpTransport, Transport
+    from ketamon.config import database_url, load_config, parse_tcp, serial_settings
+    from ketamon.services import (
+        find_open_session,
+        get_or_create_patient,
+        open_database,
+        record_link_event,
+        start_session,
+    )
+    from ketamon.storage.writer import DatabaseWriter
+
+    cls = protocol_class(args.protocol)
+    if args.tcp and args.protocol != "hl7":
+        raise CommandError("--tcp is only for --protocol hl7")
+    if args.seconds is not None and args.seconds <= 0:
+        raise CommandError("--seconds must be positive")
+    paths = _paths(args)
+    config = load_config(paths.config_file)
+    url = database_url(args.db, config, paths.sqlite_url())
+    raw: IO[bytes] | None = None
+    if args.raw:
+        try:
+            raw = open(args.raw, "ab")  # noqa: SIM115 - closed in finally
+        except OSError as exc:
+            raise CommandError(f"cannot open --raw file {args.raw}: {exc.strerror}") from exc
+    transport: Transport
+    if args.tcp:
+        host, port = parse_tcp(args.tcp)
+        transport = TcpTransport(host, port, raw_log=raw)
+        chair = args.chair or f"record:{args.tcp}"
+    else:
+        settings = serial_settings(
+            cls.default_serial,
+            baud=args.baud,
+            parity=args.parity,
+            rtscts=None if args.rtscts is None else args.rtscts == "on",
+            where="command line",
+        )
+        transport = SerialTransport(args.port, settings, raw_log=raw)
+        chair = args.chair or f"record:{args.port}"
+    clock = SystemClock()
+    engine = open_database(url)
+    writer = DatabaseWriter(engine).start()
+    try:
+
+        def open_or_resume(s: Any) -> tuple[int, bool]:
+            existing = find_open_session(s, chair)
+            if existing is not None:
+                return existing.id, True
+            patient = get_or_create_patient(s, "UNIDENTIFIED", "Unidentified", "Patient")
+            ts = start_session(
+                s, chair=chair, patient=patient, device=args.protocol, started=clock.now()
+            )
+            return ts.id, False
+
+        session_id, resumed = writer.call(open_or_resume)
+        err.write(
+            f"record: {'resuming' if resumed else 'started'} session {session_id} for {chair} "
+            f"on {transport.description}\n"
+        )
+        err.flush()
+        lock = threading.Lock()
+
+        def on_readings(readings: list[Reading]) -> None:
+            writer.submit_readings(session_id, readings)
+            if not args.quiet:
+                with lock:
+                    for r in readings:
+                        d = r.to_json_dict()
+                        d["session_id"] = session_id
+                        out.write(json.dumps(d) + "\n")
+                    out.flush()
+
+        def on_status(e: StatusEvent) -> None:
+            with lock:
+                err.write(f"record: {e.state.value}: {e.reason}\n")
+                err.flush()
+            writer.submit(
+                lambda s: record_link_event(s, session_id, e.state.value, e.reason, e.time)
+            )
+
+        proto = cls(source=chair)
+        sup = Supervisor(
+            transport,
+            proto,
+            on_readings=on_readings,
+            on_status=on_status,
+            clock=clock,
+            source=chair,
+        )
+        _stop_on_signals(sup.stop)
+        sup.run(max_seconds=args.seconds)
+
+        def close_session(s: Any) -> None:
+            from ketamon.storage.models import TreatmentSession
+
+            ts = s.get(TreatmentSession, session_id)
+            if ts is not None and ts.ended_at is None:
+                ts.ended_at = clock.now()
+
+        writer.call(close_session)
+        err.write(
+            f"record: {proto.stats.frames_ok} good frames, {proto.stats.frames_bad} bad frames, "
+            f"{writer.stats.readings_committed} readings committed\n"
+        )
+    finally:
+        writer.stop()
+        if raw is not None:
+            raw.close()
+    return 0
+
+
+def _stop_on_signals(stop: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def cmd_emulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from devices.emulators import emulator_class
+    from devices.emulators.base import PtyServer
+    from devices.scenarios import get_scenario
+
+    if not 0 < args.speed <= 10000:
+        raise CommandError("--speed must be between 0 and 10000")
+    emulator = emulator_class(args.protocol)(get_scenario(args.scenario))
+    server: Any
+    if args.tcp is not None:
+        if args.protocol != "hl7":
+            raise CommandError("--tcp is only for --protocol hl7")
+        from devices.emulators.hl7 import TcpServer
+
+        server = TcpServer(emulator, port=args.tcp, speed=args.speed)
+        server.start()
+        out.write(f"127.0.0.1:{server.port}\n")
+    else:
+        server = PtyServer(emulator, speed=args.speed, link=args.link).start()
+        out.write(server.path + "\n")
+    out.flush()
+    done = threading.Event()
+    _stop_on_signals(done.set)
+    try:
+        done.wait(args.seconds)
+    finally:
+        server.stop()
+    err.write(f"emulate: sent {server.bytes_sent} bytes, received {server.bytes_received}\n")
+    return 0
+
+
+# ---- entry point ---------------------------------------------------------------------------
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    from devices.protocols import UnknownProtocolError
+    from devices.scenarios import UnknownScenarioError
+    from devices.transports import TransportError
+    from ketamon.config import ConfigError
+    from ketamon.domain.thresholds import ThresholdError
+    from ketamon.storage.database import DatabaseConfigError
+
+    expected = (
+        CommandError,
+        ConfigError,
+        ThresholdError,
+        DatabaseConfigError,
+        TransportError,
+        UnknownProtocolError,
+        UnknownScenarioError,
+    )
+    try:
+        command = args.command or "gui"
+        if command in ("gui", "demo"):
+            return cmd_gui(args, demo=command == "demo")
+        if command == "decode":
+            return cmd_decode(args, sys.stdout, sys.stderr)
+        if command == "record":
+            return cmd_record(args, sys.stdout, sys.stderr)
+        if command == "emulate":
+            return cmd_emulate(args, sys.stdout, sys.stderr)
+        parser.error(f"unknown command {command!r}")
+    except expected as exc:
+        sys.stderr.write(f"ketamon: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        log.debug("internal error", exc_info=True)
+        sys.stderr.write(
+            f"ketamon: internal error: {type(exc).__name__}: {exc} "
+            "(run with --verbose for details)\n"
+        )
+        return EXIT_INTERNAL
+    return 0

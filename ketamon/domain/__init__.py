@@ -1,0 +1,3 @@
+"""Pure domain logic: no Qt, no database. Threshold profiles, alarm evaluation, session clock."""
+
+from __future__ import annotations

@@ -1,0 +1,251 @@
+"""Live trend chart: stacked lanes on one time axis in minutes since the first dose.
+
+Redraws on a timer from the chair's ring buffers (never one signal per sample), creates every
+item once and updates it with ``setData`` (pyqtgraph #2665), 1-pixel pens, antialiasing off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QWidget
+
+from ketamon.acquisition.buffers import Series, TrendBuffers
+from ketamon.domain.session_clock import MIN_OBSERVATION_MIN, SessionClock
+from ketamon.domain.thresholds import Priority, ThresholdProfile
+from ketamon.ui import theme
+
+REDRAW_HZ = 10
+
+
+@dataclass(frozen=True)
+class Lane:
+    key: str
+    title: str
+    unit: str
+    parameters: tuple[str, ...]
+    y_range: tuple[float, float]
+    stretch: int = 1
+
+
+LANES = (
+    Lane("bp", "NIBP", "mmHg", ("nibp_sys", "nibp_dia", "nibp_mean"), (40, 200), 2),
+    Lane("hr", "HR", "/min", ("hr",), (30, 160)),
+    Lane("spo2", "SpO₂", "%", ("spo2",), (75, 101)),
+    Lane("rr", "RR", "/min", ("rr",), (0, 40)),
+)
+
+
+def _pen(colour: str, width: int = 1, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> pg.QtGui.QPen:
+    pen = pg.mkPen(colour, width=width)
+    pen.setStyle(style)
+    return pen
+
+
+class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
+    """Four lanes (NIBP, HR, SpO₂, RR), x in minutes since the first dose (negative before)."""
+
+    def __init__(
+        self,
+        buffers: TrendBuffers,
+        profile: ThresholdProfile,
+        session_clock: Callable[[], SessionClock],
+        now: Callable[[], datetime],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent=parent)
+        self.setBackground(theme.BACKGROUND)
+        self.buffers = buffers
+        self.profile = profile
+        self._session_clock = session_clock
+        self._now = now
+        self._drawn_version = -1
+        self._drawn_zero: float | None = None
+        self._x_label = ""
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.flag_items: dict[str, pg.ScatterPlotItem] = {}
+        self._build()
+        self._timer = QTimer(self)
+        self._timer.setInterval(int(1000 / REDRAW_HZ))
+        self._timer.timeout.connect(self._on_timer_timeout)
+        self.redraws = 0
+
+    # ---- construction -----------------------------------------------------------------------
+    def _build(self) -> None:
+        first: pg.PlotItem | None = None
+        for row, lane in enumerate(LANES):
+            plot = self.addPlot(row=row, col=0)
+            self.ci.layout.setRowStretchFactor(row, lane.stretch)
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.showGrid(x=True, y=True, alpha=theme.GRID_ALPHA)
+            plot.setLabel("left", lane.title, units=None, **{"color": "#c9d3dc"})
+            plot.getAxis("left").setWidth(62)
+            plot.disableAutoRange()
+            plot.setYRange(*lane.y_range, padding=0)
+            plot.setMouseEnabled(x=False, y=False)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            if row < len(LANES) - 1:
+                plot.getAxis("bottom").setStyle(showValues=False)
+            else:
+                plot.setLabel("bottom", "minutes since first dose")
+            self.plots[lane.key] = plot
+            self._add_thresholds(plot, lane)
+            self._add_markers(plot)
+            flags = pg.ScatterPlotItem(size=16, symbol="x", pen=None)
+            flags.setZValue(10)
+            plot.addItem(flags)
+            self.flag_items[lane.key] = flags
+        bp = self.plots["bp"]
+        c = theme.PARAMETER_COLOURS
+        # NIBP: systolic ▼ and diastolic ▲ joined per cuff cycle by a vertical bar, mean as a line.
+        self.curves["nibp_bar"] = bp.plot(pen=_pen("#9e9e9e"), connect="pairs")
+        self.curves["nibp_sys"] = bp.plot(
+            pen=None, symbol="t", symbolSize=11, symbolBrush=c["nibp_sys"], symbolPen=None
+        )
+        self.curves["nibp_dia"] = bp.plot(
+            pen=None, symbol="t1", symbolSize=11, symbolBrush=c["nibp_dia"], symbolPen=None
+        )
+        self.curves["nibp_mean"] = bp.plot(
+            pen=_pen(c["nibp_mean"]), symbol="o", symbolSize=5, symbolBrush=c["nibp_mean"]
+        )
+        for key in ("hr", "spo2", "rr"):
+            self.curves[key] = self.plots[key].plot(pen=_pen(c[key]))
+
+    def _add_thresholds(self, plot: pg.PlotItem, lane: Lane) -> None:
+        for param in lane.parameters:
+            if param == "nibp_mean":
+                continue
+            low, high = self.profile.band(param)
+            short = {"nibp_sys": "SYS ", "nibp_dia": "DIA "}.get(param, "")
+            # Systolic labels at the right end, the rest at the left, so 90/90 never overlap.
+            pos = 0.97 if param == "nibp_sys" else 0.03
+            for value in (low, high):
+                if value is None:
+                    continue
+                line = pg.InfiniteLine(
+                    pos=value,
+                    angle=0,
+                    pen=_pen(theme.THRESHOLD_COLOUR, style=Qt.PenStyle.DashLine),
+                    label=f"{short}{value:g}",
+                    labelOpts={"position": pos, "color": theme.THRESHOLD_COLOUR},
+                )
+                line.setObjectName(f"threshold-{param}-{value:g}")
+                plot.addItem(line, ignoreBounds=True)
+
+    def _add_markers(self, plot: pg.PlotItem) -> None:
+        dose = pg.InfiniteLine(pos=0, angle=90, pen=_pen("#7e57c2", width=1))
+        two_h = pg.InfiniteLine(
+            pos=MIN_OBSERVATION_MIN, angle=90, pen=_pen("#546e7a", style=Qt.PenStyle.DotLine)
+        )
+        plot.addItem(dose, ignoreBounds=True)
+        plot.addItem(two_h, ignoreBounds=True)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    # ---- drawing ----------------------------------------------------------------------------
+    def _on_timer_timeout(self) -> None:
+        self.redraw()
+
+    def redraw(self, force: bool = False) -> None:
+        clock = self._session_clock()
+        zero = clock.zero.timestamp()
+        now_min = clock.minutes(self._now())
+        self._update_x_range(now_min)
+        if clock.first_dose is None:
+            label = "minutes since session start (no dose logged yet)"
+        else:
+            label = "minutes since first dose"
+        if label != self._x_label:
+            self._x_label = label
+            self.plots["rr"].setLabel("bottom", label)
+        version = self.buffers.version
+        if not force and version == self._drawn_version and zero == self._drawn_zero:
+            return
+        self._drawn_version, self._drawn_zero = version, zero
+        for key in ("hr", "spo2", "rr"):
+            s = self.buffers.series(key)
+            if s is not None:
+                self.curves[key].setData(self._minutes(s.t, zero), s.v)
+                self._set_flags(key, s, zero)
+        self._draw_bp(zero)
+        self.redraws += 1
+
+    def _update_x_range(self, now_min: float) -> None:
+        left = -10.0
+        for key in ("hr", "nibp_sys"):
+            s = self.buffers.series(key)
+            if s is not None and len(s.t):
+                left = min(left, (s.t[0] - self._session_clock().zero.timestamp()) / 60.0 - 1)
+        right = max(MIN_OBSERVATION_MIN + 10.0, now_min + 5.0)
+        self.plots["rr"].setXRange(left, right, padding=0)
+
+    @staticmethod
+    def _minutes(t: np.ndarray, zero: float) -> np.ndarray:
+        return (t - zero) / 60.0
+
+    def _draw_bp(self, zero: float) -> None:
+        sys_s, dia_s, mean_s = (
+            self.buffers.series(p) for p in ("nibp_sys", "nibp_dia", "nibp_mean")
+        )
+        if sys_s is not None:
+            self.curves["nibp_sys"].setData(self._minutes(sys_s.t, zero), sys_s.v)
+        if dia_s is not None:
+            self.curves["nibp_dia"].setData(self._minutes(dia_s.t, zero), dia_s.v)
+        if mean_s is not None:
+            self.curves["nibp_mean"].setData(self._minutes(mean_s.t, zero), mean_s.v)
+        if sys_s is not None and dia_s is not None and len(sys_s.t) and len(dia_s.t):
+            # Pair each systolic with the diastolic of the same cuff cycle (same time ±5 s).
+            j = np.searchsorted(dia_s.t, sys_s.t)
+            j = np.clip(j, 0, len(dia_s.t) - 1)
+            close = np.abs(dia_s.t[j] - sys_s.t) <= 5.0
+            xs = self._minutes(sys_s.t[close], zero)
+            x = np.repeat(xs, 2)
+            y = np.empty(len(x))
+            y[0::2] = sys_s.v[close]
+            y[1::2] = dia_s.v[j[close]]
+            self.curves["nibp_bar"].setData(x, y)
+        flagged_t: list[np.ndarray] = []
+        flagged_v: list[np.ndarray] = []
+        flagged_p: list[np.ndarray] = []
+        for s in (sys_s, dia_s, mean_s):
+            if s is not None:
+                m = s.flagged > 0
+                flagged_t.append(s.t[m])
+                flagged_v.append(s.v[m])
+                flagged_p.append(s.flagged[m])
+        if flagged_t:
+            self._set_flag_points(
+                "bp",
+                np.concatenate(flagged_t),
+                np.concatenate(flagged_v),
+                np.concatenate(flagged_p),
+                zero,
+            )
+
+    def _set_flags(self, key: str, s: Series, zero: float) -> None:
+        m = s.flagged > 0
+        self._set_flag_points(key, s.t[m], s.v[m], s.flagged[m], zero)
+
+    def _set_flag_points(
+        self, key: str, t: np.ndarray, v: np.ndarray, prio: np.ndarray, zero: float
+    ) -> None:
+        brushes = [pg.mkBrush(theme.PRIORITY_COLOURS[Priority(int(p))]) for p in prio]
+        self.flag_items[key].setData(x=self._minutes(t, zero), y=v, brush=brushes, pen=None)
+
+    def flagged_point_count(self, lane: str) -> int:
+        return len(self.flag_items[lane].data)

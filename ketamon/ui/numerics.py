@@ -1,0 +1,88 @@
+"""Large latest-value tiles, readable from the door. A flagged value shows its priority marker and
+word as well as its colour."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
+
+from devices.readings import Reading
+from ketamon.domain.thresholds import Priority
+from ketamon.ui import theme
+
+TILES = (
+    ("nibp", "NIBP", "mmHg"),
+    ("hr", "HR", "/min"),
+    ("spo2", "SpO₂", "%"),
+    ("rr", "RR", "/min"),
+)
+
+
+class NumericTile(QFrame):
+    def __init__(self, key: str, title: str, unit: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("numericTile")
+        self.key = key
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(10, 6, 10, 6)
+        lay.setSpacing(0)
+        self.name = QLabel(title)
+        self.name.setObjectName("numericName")
+        self.value = QLabel("--")
+        self.value.setObjectName("numericValue")
+        self.value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.value.setStyleSheet(f"color: {theme.PARAMETER_COLOURS.get(key, '#e0e0e0')}")
+        self.unit = QLabel(unit)
+        self.unit.setObjectName("numericUnit")
+        self.unit.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.flag = QLabel("")
+        self.flag.setObjectName("numericFlag")
+        for w in (self.name, self.value, self.unit, self.flag):
+            lay.addWidget(w)
+        self._base_colour = theme.PARAMETER_COLOURS.get(key, "#e0e0e0")
+
+    def show_value(self, text: str, subtitle: str, priority: Priority | None) -> None:
+        self.value.setText(text)
+        self.unit.setText(subtitle)
+        if priority is None:
+            self.flag.setText("")
+            self.value.setStyleSheet(f"color: {self._base_colour}")
+            self.setStyleSheet("")
+        else:
+            colour = theme.PRIORITY_COLOURS[priority]
+            self.flag.setText(f"{priority.marker} {theme.PRIORITY_TEXT[priority]}")
+            self.flag.setStyleSheet(f"color: {colour}")
+            self.value.setStyleSheet(f"color: {colour}")
+            self.setStyleSheet(f"QFrame#numericTile {{ border: 3px solid {colour}; }}")
+
+
+def _ago(r: Reading, now: datetime) -> str:
+    s = int((now - r.host_time).total_seconds())
+    if s < 90:
+        return f"{max(s, 0)} s ago"
+    return f"{s // 60} min ago"
+
+
+class NumericsPanel(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.tiles = {key: NumericTile(key, title, unit) for key, title, unit in TILES}
+        for i, tile in enumerate(self.tiles.values()):
+            grid.addWidget(tile, i, 0)
+
+    def update_values(self, latest: dict[str, tuple[Reading, int]], now: datetime) -> None:
+        sys, dia, mean = (latest.get(p) for p in ("nibp_sys", "nibp_dia", "nibp_mean"))
+        if sys and dia:
+            prio = max(sys[1], dia[1], mean[1] if mean else 0)
+            text = f"{sys[0].value:.0f}/{dia[0].value:.0f}"
+            sub = f"({mean[0].value:.0f}) mmHg · {_ago(sys[0], now)}" if mean else "mmHg"
+            self.tiles["nibp"].show_value(text, sub, theme.priority_from_int(prio))
+        for key, unit in (("hr", "/min"), ("spo2", "%"), ("rr", "/min")):
+            item = latest.get(key)
+            if item is not None:
+                r, prio = item
+                self.tiles[key].show_value(f"{r.value:.0f}", unit, theme.priority_from_int(prio))

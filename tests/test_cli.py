@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ketamon.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("cmd", [[], ["gui"], ["demo"], ["decode"], ["record"], ["emulate"]])
+def test_help_everywhere(cmd: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*cmd, "--help"])
+    assert exc.value.code == 0
+    assert "usage: ketamon" in capsys.readouterr().out
+
+
+def test_python_dash_m_behaves_like_the_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ketamon", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("ketamon ")
+
+
+def test_decode_missing_file_is_a_clear_error_without_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["decode", "--protocol", "masimo", str(tmp_path / "nope.bin")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ketamon: error: cannot read") and "nope.bin" in err
+    assert "Traceback" not in err
+
+
+def test_bad_config_file_names_file_and_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "config.toml").write_text(
+        '[[chair]]\nname = "Chair 1"\nprotocol = "intellivue"\nport = "/dev/x"\nbaud = 1234\n'
+    )
+    rc = main(
+        [
+            "--data-dir",
+            str(tmp_path),
+            "record",
+            "--protocol",
+            "masimo",
+            "--port",
+            "/dev/null",
+            "--seconds",
+            "0.1",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "config.toml: chair[0] (Chair 1): unsupported baud rate 1234" in err
+
+
+def test_data_dir_before_subcommand_is_kept(tmp_path: Path) -> None:
+    from ketamon.cli import build_parser
+
+    args = build_parser().parse_args(["--data-dir", str(tmp_path), "demo"])
+    assert args.data_dir == str(tmp_path)
+    args = build_parser().parse_args(["demo", "--data-dir", str(tmp_path)])
+    assert args.data_dir == str(tmp_path)
