@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import termios
 import time
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -59,7 +60,7 @@ class SerialTransport:
                 stopbits=s.stopbits,
                 rtscts=s.rtscts,
                 xonxoff=s.xonxoff,
-                timeout=0.1,
+                timeout=0.05,  # the supervisor's read timeout: no re-configuration per read
                 write_timeout=2.0,
                 exclusive=True,
             )
@@ -73,13 +74,16 @@ class SerialTransport:
         if port is None:
             raise ConnectionLost(f"{self.path} is not open")
         try:
-            port.timeout = timeout
+            # Setting the timeout makes pyserial re-apply every termios setting; on a pty with
+            # even parity that fails (EINVAL) after the open succeeded. Only set it on change.
+            if port.timeout != timeout:
+                port.timeout = timeout
             first = port.read(1)
             if not first:
                 return b""
             waiting = port.in_waiting
             rest = port.read(min(waiting, max_bytes - 1)) if waiting else b""
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             # A pulled USB cable and a closed pty master both end up here.
             raise ConnectionLost(f"{self.path}: {exc}") from exc
         data = bytes(first + rest)
