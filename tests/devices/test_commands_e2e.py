@@ -183,5 +183,6 @@ def test_emulate_prints_a_pty_path_that_serves_the_protocol(tmp_path: Path) -> N
         assert b"SPO2=" in line
     finally:
         child.send_signal(signal.SIGINT)
-        child.wait(10)
-    assert child.returncode == 0
+        _, err = child.communicate(timeout=10)  # also closes the pipes
+    assert child.returncode == 0, err
+    assert "emulate: sent" in err
