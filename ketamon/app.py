@@ -116,6 +116,7 @@ class Station:
             sink=lambda readings: writer.submit_readings(session_id, readings),
             clock=self.clock,
         )
+        acq.set_first_dose(first_dose)
         runtime = ChairRuntime(chair, acq, session_id, started, first_dose, f"{first} {last}")
         acq.sig_alarm_changed.connect(lambda e: self._store_alarm(runtime, e))
         acq.sig_link_changed.connect(lambda e: self._store_link(runtime, e))

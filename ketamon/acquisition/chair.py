@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
 
@@ -127,6 +128,11 @@ class ChairAcquisition(QObject):
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.isRunning()
+
+    def set_first_dose(self, when: datetime | None) -> None:
+        """Readings before ``when`` are pre-dose (the BP-rise baseline comes from them)."""
+        with self._alarm_lock:
+            self.alarms.first_dose = when
 
     def acknowledge(self, key: str) -> list[AlarmEvent]:
         with self._alarm_lock:

@@ -137,10 +137,16 @@ class AlarmEngine:
         self.profile = profile
         self.latch_high = latch_high
         self.baseline: dict[str, float] = {}
+        #: readings before this time are pre-dose; the latest pre-dose cuff reading is the
+        #: baseline for the BP-rise rule. None: no dose yet (everything is pre-dose).
+        self.first_dose: datetime | None = None
         self._conditions: dict[str, _Condition] = {}
 
     def set_baseline(self, sys: float, dia: float) -> None:
         self.baseline = {"nibp_sys": sys, "nibp_dia": dia}
+
+    def _predose(self, r: Reading) -> bool:
+        return self.first_dose is None or r.host_time < self.first_dose
 
     def process(self, readings: Iterable[Reading]) -> list[AlarmEvent]:
         events: list[AlarmEvent] = []
@@ -148,6 +154,9 @@ class AlarmEngine:
             if not r.valid:
                 continue
             events.extend(self._update(r.parameter, evaluate(r, self.profile), r.host_time))
+            if r.parameter in ("nibp_sys", "nibp_dia") and self._predose(r):
+                self.baseline[r.parameter] = r.value
+                continue
             if r.parameter in NIBP_PARAMETERS and self.baseline:
                 key = f"bp_rise_{r.parameter}"
                 if r.parameter != "nibp_mean":

@@ -1,12 +1,26 @@
-"""Typed SQLAlchemy 2.0 models. Every time is stored as UTC with its time zone."""
+"""Typed SQLAlchemy 2.0 models. Every time is stored as UTC with its time zone.
+
+The schema itself is created and changed only by the Alembic migrations in
+``ketamon/storage/migrations`` (a test checks that they produce exactly these models).
+
+Audited models carry ``__audit__ = True``: every insert, update and delete of them through the ORM
+writes :class:`AuditEntry` rows in the same transaction (see :mod:`ketamon.storage.audit`).
+Changing a recorded value (not-null → another value) needs a reason, except for the fields a model
+lists in ``__audit_workflow__`` (state that moves on as the session runs). Event logs
+(``__insert_only__``) may be added to but never changed.
+"""
 
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -17,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -28,6 +43,10 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+#: 64-bit keys on PostgreSQL (a busy clinic passes 2**31 readings within years); SQLite's
+#: INTEGER PRIMARY KEY is already 64-bit and must be spelled INTEGER to alias the rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -55,8 +74,48 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _enum(cls: type[enum.Enum]) -> Enum:
+    """Enums are stored as their lower-case values in a VARCHAR (no native types to migrate)."""
+    return Enum(
+        cls,
+        native_enum=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+    __audit__: ClassVar[bool] = False
+    __audit_workflow__: ClassVar[frozenset[str]] = frozenset()
+    __audit_redact__: ClassVar[frozenset[str]] = frozenset()
+    __insert_only__: ClassVar[bool] = False
+
+
+# ---- enumerations ----------------------------------------------------------------------------
+
+
+class Role(enum.StrEnum):
+    NURSE = "nurse"
+    PHYSICIAN = "physician"
+    ADMIN = "admin"
+    AUDITOR = "auditor"  # read-only review (clinical.md §8 item 42)
+    SYSTEM = "system"  # the built-in account automatic writes are made under; cannot log in
+
+
+class Sex(enum.StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+    OTHER = "other"
+
+
+class RemsEnrolment(enum.StrEnum):
+    UNKNOWN = "unknown"
+    NOT_ENROLLED = "not_enrolled"
+    ENROLLED = "enrolled"
+    NOT_APPLICABLE = "not_applicable"  # e.g. IV ketamine only, or an inpatient setting
 
 
 class TreatmentType(enum.StrEnum):
@@ -74,46 +133,231 @@ class SessionPhase(enum.StrEnum):
     ABANDONED = "abandoned"
 
 
+class StaffRole(enum.StrEnum):
+    MONITORING = "monitoring"  # the healthcare provider conducting monitoring (PMF section 3)
+    PRESCRIBER = "prescriber"  # prescriber on site
+    ADMINISTERING = "administering"
+    DISCHARGING = "discharging"
+
+
+class DoseKind(enum.StrEnum):
+    ESKETAMINE_DEVICE = "esketamine_device"  # one 28 mg nasal spray device
+    IV_INFUSION = "iv_infusion"
+    OTHER = "other"
+
+
+class ObservationKind(enum.StrEnum):
+    MOAAS = "moaas"  # 0–5
+    RASS = "rass"  # −5…+4
+    CADSS = "cadss"  # item scores in ObservationItem (items 1–23, each 0–4)
+    SIDE_EFFECT = "side_effect"
+    NOTE = "note"
+
+
+class Severity(enum.StrEnum):
+    NONE = "none"
+    MILD = "mild"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+
+
+class AuditAction(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    LOGIN = "login"
+    RESUME = "resume"
+
+
+# ---- people ----------------------------------------------------------------------------------
+
+
+class User(Base):
+    """A person who signs in (or the built-in ``system`` account). Never deleted, only disabled."""
+
+    __tablename__ = "app_user"
+    __audit__ = True
+    __audit_workflow__ = frozenset(
+        {"active", "disabled_at", "last_login_at", "password_hash", "full_name"}
+    )
+    __audit_redact__ = frozenset({"password_hash"})
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    credentials: Mapped[str] = mapped_column(String(64), default="")  # e.g. "RN", "MD"
+    phone: Mapped[str] = mapped_column(String(64), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    #: argon2id hash; NULL for accounts that cannot log in (the system account)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class Patient(Base):
     __tablename__ = "patient"
+    __audit__ = True
+    __audit_workflow__ = frozenset({"weight_kg", "rems_enrolment", "rems_enrolled_on"})
+    __table_args__ = (CheckConstraint("weight_kg > 0", name="weight_positive"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     mrn: Mapped[str] = mapped_column(String(64), unique=True)
     first_name: Mapped[str] = mapped_column(String(100))
+    middle_initial: Mapped[str] = mapped_column(String(4), default="")
     last_name: Mapped[str] = mapped_column(String(100))
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[Sex | None] = mapped_column(_enum(Sex))
+    weight_kg: Mapped[float | None] = mapped_column(Float)
+    rems_enrolment: Mapped[RemsEnrolment] = mapped_column(
+        _enum(RemsEnrolment), default=RemsEnrolment.UNKNOWN
+    )
+    rems_enrolled_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     sessions: Mapped[list[TreatmentSession]] = relationship(back_populates="patient")
 
 
+# ---- the session -----------------------------------------------------------------------------
+
+
 class TreatmentSession(Base):
+    """One treatment at one chair. Total minutes and the three PMF blood pressures are derived
+    from dose times, ``ended_at`` and the readings; they are not stored twice."""
+
     __tablename__ = "treatment_session"
+    __audit__ = True
+    __audit_workflow__ = frozenset({"phase", "device"})
+    __table_args__ = (
+        CheckConstraint("weight_kg > 0", name="weight_positive"),
+        CheckConstraint("ready_to_leave_min >= 0", name="ready_to_leave_not_negative"),
+        Index("ix_treatment_session_open", "chair", "ended_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
     chair: Mapped[str] = mapped_column(String(64))
     treatment: Mapped[TreatmentType] = mapped_column(
-        Enum(TreatmentType, native_enum=False, length=32), default=TreatmentType.OTHER
+        _enum(TreatmentType), default=TreatmentType.OTHER
     )
     phase: Mapped[SessionPhase] = mapped_column(
-        Enum(SessionPhase, native_enum=False, length=32), default=SessionPhase.PRE_DOSE
+        _enum(SessionPhase), default=SessionPhase.PRE_DOSE
     )
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     first_dose_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: the monitor feeding this session (protocol / port); readings name it in their ``source``
     device: Mapped[str] = mapped_column(String(200), default="")
     note: Mapped[str] = mapped_column(Text, default="")
+    #: weight recorded for this session (IV mg/kg)
+    weight_kg: Mapped[float | None] = mapped_column(Float)
+    # REMS Patient Monitoring Form answers (clinical.md §1.4, §8 item 30); NULL = not answered.
+    first_treatment: Mapped[bool | None] = mapped_column(Boolean)
+    concomitant_benzodiazepine: Mapped[bool | None] = mapped_column(Boolean)
+    concomitant_hypnotic: Mapped[bool | None] = mapped_column(Boolean)
+    concomitant_opioid: Mapped[bool | None] = mapped_column(Boolean)
+    concomitant_psychostimulant: Mapped[bool | None] = mapped_column(Boolean)
+    concomitant_maoi: Mapped[bool | None] = mapped_column(Boolean)
+    vitals_ok_before: Mapped[bool | None] = mapped_column(Boolean)
+    vitals_ok_end: Mapped[bool | None] = mapped_column(Boolean)
+    sedation: Mapped[bool | None] = mapped_column(Boolean)
+    dissociation: Mapped[bool | None] = mapped_column(Boolean)
+    respiratory_depression: Mapped[bool | None] = mapped_column(Boolean)
+    pulse_oximetry_used: Mapped[bool | None] = mapped_column(Boolean)
+    serious_adverse_event: Mapped[bool | None] = mapped_column(Boolean)
+    #: "If there were no 2-hour minimum, when would this patient have been ready to leave?"
+    ready_to_leave_min: Mapped[int | None] = mapped_column(Integer)
 
     patient: Mapped[Patient] = relationship(back_populates="sessions")
+    staff: Mapped[list[SessionStaff]] = relationship(back_populates="session")
+    doses: Mapped[list[DoseEvent]] = relationship(
+        back_populates="session", order_by="DoseEvent.given_at"
+    )
+
+
+class SessionStaff(Base):
+    """Who looked after the session, and as what."""
+
+    __tablename__ = "session_staff"
+    __audit__ = True
+    __table_args__ = (UniqueConstraint("session_id", "user_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    role: Mapped[StaffRole] = mapped_column(_enum(StaffRole))
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    session: Mapped[TreatmentSession] = relationship(back_populates="staff")
+    user: Mapped[User] = relationship()
+
+
+class SessionThresholdProfile(Base):
+    """The threshold profile in force for a session, as a snapshot (JSON) from ``effective_from``
+    until the next snapshot of the same session."""
+
+    __tablename__ = "session_threshold_profile"
+    __audit__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    origin: Mapped[str] = mapped_column(String(500), default="")
+    content: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DoseEvent(Base):
+    """One esketamine device, one IV infusion (start … stop), or another dose."""
+
+    __tablename__ = "dose_event"
+    __audit__ = True
+    __table_args__ = (
+        CheckConstraint("mg > 0", name="mg_positive"),
+        CheckConstraint("device_number >= 1", name="device_number_positive"),
+        CheckConstraint("weight_kg > 0", name="weight_positive"),
+        CheckConstraint("rate >= 0", name="rate_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"), index=True)
+    kind: Mapped[DoseKind] = mapped_column(_enum(DoseKind))
+    #: time of the device (esketamine) or start of the infusion (IV)
+    given_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    drug: Mapped[str] = mapped_column(String(64), default="")
+    mg: Mapped[float] = mapped_column(Float)
+    device_number: Mapped[int | None] = mapped_column(Integer)
+    lot: Mapped[str | None] = mapped_column(String(64))
+    #: the weight the mg/kg figure was worked out from, kept with the dose
+    weight_kg: Mapped[float | None] = mapped_column(Float)
+    mg_per_kg: Mapped[float | None] = mapped_column(Float)
+    rate: Mapped[float | None] = mapped_column(Float)
+    rate_unit: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    session: Mapped[TreatmentSession] = relationship(back_populates="doses")
 
 
 class VitalReading(Base):
-    """One reading as a tidy row: time, parameter, value, unit, source, quality flags."""
+    """One reading as a tidy row: time, parameter, value, unit, source, quality flags.
+
+    Monitor readings are bulk-inserted by the writer (device data, not audited: ``source`` names
+    the chair/monitor, the session names the device). Manual entries go through the ORM, carry
+    ``Quality.MANUAL``, ``source='manual'`` and the nurse in ``entered_by_id``, and are audited.
+    """
 
     __tablename__ = "vital_reading"
+    __audit__ = True
     __table_args__ = (Index("ix_vital_reading_session_time", "session_id", "host_time"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"))
     parameter: Mapped[str] = mapped_column(String(32))
     value: Mapped[float] = mapped_column(Float)
@@ -123,31 +367,122 @@ class VitalReading(Base):
     device_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     quality: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str] = mapped_column(String(200), default="")
+    entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+
+class Observation(Base):
+    """A nurse's observation: MOAA/S, RASS, CADSS (items below), a side effect, or a note."""
+
+    __tablename__ = "observation"
+    __audit__ = True
+    __table_args__ = (Index("ix_observation_session_time", "session_id", "observed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"))
+    kind: Mapped[ObservationKind] = mapped_column(_enum(ObservationKind))
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    author_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    #: MOAA/S or RASS level (CADSS: the items hold the scores)
+    score: Mapped[int | None] = mapped_column(Integer)
+    #: side-effect checklist item id (clinical.md §4), e.g. "nausea"
+    item: Mapped[str | None] = mapped_column(String(64))
+    severity: Mapped[Severity | None] = mapped_column(_enum(Severity))
+    onset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    serious: Mapped[bool | None] = mapped_column(Boolean)
+    text: Mapped[str] = mapped_column(Text, default="")
+    #: an addendum or correction points at the observation it amends (signed sessions, later)
+    amends_id: Mapped[int | None] = mapped_column(ForeignKey("observation.id"))
+
+    items: Mapped[list[ObservationItem]] = relationship(
+        back_populates="observation", order_by="ObservationItem.item"
+    )
+
+    @property
+    def total(self) -> int | None:
+        """CADSS total (sum of the item scores); None for other kinds."""
+        if self.kind is not ObservationKind.CADSS:
+            return None
+        return sum(i.score for i in self.items)
+
+
+class ObservationItem(Base):
+    """One item score of a multi-item scale (CADSS: item 1–23, score 0–4)."""
+
+    __tablename__ = "observation_item"
+    __audit__ = True
+    __table_args__ = (
+        UniqueConstraint("observation_id", "item"),
+        CheckConstraint("item >= 1", name="item_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("observation.id"), index=True)
+    item: Mapped[int] = mapped_column(Integer)
+    score: Mapped[int] = mapped_column(Integer)
+
+    observation: Mapped[Observation] = relationship(back_populates="items")
 
 
 class AlarmRecord(Base):
-    """An alarm event (raised, escalated, acknowledged, cleared) as it happened."""
+    """An alarm event (raised, escalated, acknowledged, cleared) as it happened.
+
+    Raised and cleared events come from the alarm engine (no user); an acknowledgement names
+    the user who acted. An event log: rows are added, never changed.
+    """
 
     __tablename__ = "alarm_event"
+    __insert_only__ = True
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"), index=True)
     key: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(16))
     priority: Mapped[str] = mapped_column(String(8))
     message: Mapped[str] = mapped_column(Text)
-    technical: Mapped[bool] = mapped_column(default=False)
+    technical: Mapped[bool] = mapped_column(Boolean, default=False)
     time: Mapped[datetime] = mapped_column(UTCDateTime())
-    user: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
 
 
 class DeviceLinkEvent(Base):
     """Connection state changes of a chair's monitor (become technical alarms in the app)."""
 
     __tablename__ = "device_link_event"
+    __insert_only__ = True
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"), index=True)
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     time: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """One append-only audit record: who, when (UTC, plus the station's offset for local time),
+    what (entity, id, field), old → new (JSON), and why.
+
+    Nothing in ketamon updates or deletes these rows; the ORM refuses to, and database triggers
+    (created by the migrations) refuse raw SQL too. ``prev_hash``/``entry_hash`` are reserved for
+    the hash chain (tamper evidence) that comes later; they are NULL until then.
+    """
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_entity", "entity", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    utc_offset_s: Mapped[int] = mapped_column(Integer, default=0)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    action: Mapped[AuditAction] = mapped_column(_enum(AuditAction))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: the treatment session the change belongs to, if any (no foreign key: audit outlives all)
+    session_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    field: Mapped[str | None] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    station: Mapped[str] = mapped_column(String(200), default="")
+    prev_hash: Mapped[str | None] = mapped_column(String(128))
+    entry_hash: Mapped[str | None] = mapped_column(String(128))

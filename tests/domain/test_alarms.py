@@ -98,12 +98,17 @@ def test_escalation_from_medium_to_high() -> None:
     assert [(e.action, e.priority) for e in ev] == [(AlarmAction.ESCALATED, Priority.HIGH)]
 
 
-def test_bp_rise_in_engine_needs_baseline() -> None:
+def test_bp_rise_in_engine_uses_latest_predose_cuff_reading_as_baseline() -> None:
     eng = AlarmEngine(PROFILE)
-    assert eng.process([r("nibp_sys", 150)]) == []
-    eng.set_baseline(110, 70)
-    keys = {e.key for e in eng.process([r("nibp_sys", 150, 60)])}
-    assert keys == {"bp_rise_nibp_sys"}
+    # Before a dose everything is pre-dose: it sets the baseline and never raises a rise.
+    assert eng.process([r("nibp_sys", 150), r("nibp_dia", 80)]) == []
+    assert eng.process([r("nibp_sys", 112, 60), r("nibp_dia", 70, 60)]) == []
+    eng.first_dose = T0 + timedelta(seconds=120)
+    assert eng.baseline == {"nibp_sys": 112, "nibp_dia": 70}
+    assert eng.process([r("nibp_sys", 151, 600)]) == []  # +39
+    events = eng.process([r("nibp_sys", 152, 900), r("nibp_dia", 95, 900)])
+    keys = {e.key for e in events if e.key.startswith("bp_rise")}
+    assert keys == {"bp_rise_nibp_sys", "bp_rise_nibp_dia"}  # +40 / +25
 
 
 def test_session_clock_negative_before_dose() -> None:
