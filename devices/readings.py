@@ -68,7 +68,7 @@ PARAMETERS: dict[str, ParameterInfo] = {
         ParameterInfo("rr", "Respiratory rate", "/min", "MDC_RESP_RATE", 151562),
         ParameterInfo("etco2", "EtCO2", "mm[Hg]", "MDC_AWAY_CO2_ET", 151708),
         ParameterInfo("temp", "Temperature", "Cel", "MDC_TEMP", 150344),
-        ParameterInfo("pi", "Perfusion index", "%", "MDC_PULS_OXIM_PERF_REL", 150488),
+        ParameterInfo("pi", "Perfusion index", "%", "MDC_PULS_OXIM_PERF_REL", 150448),
         ParameterInfo("sphb", "SpHb", "g/dL", None, None),
         ParameterInfo("spmet", "SpMet", "%", None, None),
         ParameterInfo("pvi", "PVI", "%", None, None),
