@@ -100,8 +100,14 @@ class Scenario:
             return -1
         return int((t_s - self.first_nibp_s) // self.nibp_interval_s)
 
-    def cuff(self, index: int) -> CuffReading:
+    def cuff(self, index: int, physiology_t_s: float | None = None) -> CuffReading:
+        """Cuff cycle ``index``; its values are taken at ``physiology_t_s`` if given (the
+        simulator uses that to follow a dose logged at another time), else at the cycle time."""
         t = self.first_nibp_s + index * self.nibp_interval_s
+        sys, dia, mean = self.bp_at(t if physiology_t_s is None else physiology_t_s)
+        return CuffReading(index=index, t_s=t, sys=sys, dia=dia, mean=mean)
+
+    def bp_at(self, t: float) -> tuple[float, float, float]:
         m = self.minutes_after_dose(t)
         s = _surge(m, self.bp_peak_min)
         sys = (
@@ -111,7 +117,7 @@ class Scenario:
             self.baseline_dia + self.bp_rise_dia * s + _jitter(t, 1.0, 6.0) + 2.0 * _surge(m, 30.0)
         )
         sys, dia = round(sys), round(dia)
-        return CuffReading(index=index, t_s=t, sys=sys, dia=dia, mean=round(dia + (sys - dia) / 3))
+        return sys, dia, round(dia + (sys - dia) / 3)
 
     # ---- link -------------------------------------------------------------------------------
     def link(self, t_s: float) -> Link:

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
 from devices.readings import Quality, Reading, make_reading
 from devices.scenarios import Link, Scenario, get_scenario
 from devices.transports import ConnectionLost, TransportError
+
+
+@runtime_checkable
+class DoseAware(Protocol):
+    """A source whose physiology follows the dose logged at the chair (the simulator)."""
+
+    def set_dose_time(self, when: datetime | None) -> None: ...
 
 
 class SimulatorProtocol(DeviceProtocol):
@@ -31,6 +39,7 @@ class SimulatorProtocol(DeviceProtocol):
         start: datetime | None = None,
         start_at_s: float = 0.0,
         period_s: float = 1.0,
+        follow_dose: bool = False,
     ) -> None:
         super().__init__(source)
         self.scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
@@ -39,6 +48,26 @@ class SimulatorProtocol(DeviceProtocol):
         self.period_s = period_s
         self._next_numeric_t: float | None = None
         self._last_cuff = -1
+        #: with follow_dose the simulated patient stays at baseline until a dose is logged
+        #: (set_dose_time) and responds from then on; otherwise the scenario's own dose time.
+        self.follow_dose = follow_dose
+        self._dose_wall: datetime | None = None
+
+    def set_dose_time(self, when: datetime | None) -> None:
+        self._dose_wall = when  # one reference assignment: safe across threads
+
+    def physiology_time(self, t: float) -> float:
+        """Scenario time whose physiology applies at elapsed time ``t``."""
+        if not self.follow_dose:
+            return t
+        dose_wall, start = self._dose_wall, self.start
+        if dose_wall is None or start is None:
+            if t < self.scenario.dose_at_s:
+                return t
+            # Still not dosed: keep the patient at baseline, with its usual small variation.
+            return self.scenario.dose_at_s - 600.0 + (t % 540.0)
+        t_dose = self.start_at_s + (dose_wall - start).total_seconds()
+        return self.scenario.dose_at_s + (t - t_dose)
 
     def scenario_time(self, now: datetime) -> float:
         if self.start is None:
@@ -64,7 +93,7 @@ class SimulatorProtocol(DeviceProtocol):
         while self._next_numeric_t <= t:
             ts = self._next_numeric_t
             when = now - timedelta(seconds=t - ts)
-            v = self.scenario.vitals(ts)
+            v = self.scenario.vitals(self.physiology_time(ts))
             for name, value in (("hr", v.hr), ("pr", v.pr), ("spo2", v.spo2), ("rr", v.rr)):
                 out.append(
                     make_reading(
@@ -74,7 +103,12 @@ class SimulatorProtocol(DeviceProtocol):
             self._next_numeric_t += self.period_s
         cuff = self.scenario.cuff_index_at(t)
         if cuff > self._last_cuff:
-            c = self.scenario.cuff(cuff)
+            c = self.scenario.cuff(
+                cuff,
+                self.physiology_time(
+                    self.scenario.first_nibp_s + cuff * self.scenario.nibp_interval_s
+                ),
+            )
             when = now - timedelta(seconds=max(0.0, t - c.t_s))
             for name, value in (("nibp_sys", c.sys), ("nibp_dia", c.dia), ("nibp_mean", c.mean)):
                 out.append(

@@ -17,12 +17,13 @@ from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
 
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
+from devices.protocols.simulator import DoseAware
 from devices.readings import Reading
 from devices.supervisor import LinkState, StatusEvent, Supervisor
 from devices.transports import Transport
 from ketamon.acquisition.buffers import TrendBuffers
 from ketamon.domain.alarms import AlarmEngine, AlarmEvent, evaluate
-from ketamon.domain.thresholds import ThresholdProfile
+from ketamon.domain.thresholds import Priority, ThresholdProfile
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class ChairAcquisition(QObject):
         self._thread: QThread | None = None
         self._worker: _Worker | None = None
         self._stop_requested = threading.Event()
+        self._protocol: DeviceProtocol | None = None
+        self._first_dose: datetime | None = None
 
     # ---- UI thread --------------------------------------------------------------------------
     def start(self) -> None:
@@ -133,6 +136,10 @@ class ChairAcquisition(QObject):
         """Readings before ``when`` are pre-dose (the BP-rise baseline comes from them)."""
         with self._alarm_lock:
             self.alarms.first_dose = when
+        self._first_dose = when
+        proto = self._protocol
+        if isinstance(proto, DoseAware):
+            proto.set_dose_time(when)
 
     def acknowledge(self, key: str) -> list[AlarmEvent]:
         with self._alarm_lock:
@@ -144,6 +151,9 @@ class ChairAcquisition(QObject):
     # ---- chair thread -----------------------------------------------------------------------
     def _run_supervisor(self) -> None:
         transport, protocol = self.monitor.make()
+        self._protocol = protocol
+        if isinstance(protocol, DoseAware):
+            protocol.set_dose_time(self._first_dose)
         self._supervisor = Supervisor(
             transport,
             protocol,
@@ -157,13 +167,32 @@ class ChairAcquisition(QObject):
         self._supervisor.run()
 
     def _on_readings(self, readings: list[Reading]) -> None:
+        self._process(readings, store=True)
+
+    def _process(self, readings: Sequence[Reading], *, store: bool) -> None:
         profile = self.alarms.profile
         flagged = [int(b.priority) if (b := evaluate(r, profile)) else 0 for r in readings]
         self.buffers.extend(readings, flagged)
-        if self.sink is not None:
+        if store and self.sink is not None:
             self.sink(readings)
         with self._alarm_lock:
             events = self.alarms.process(readings)
+        for e in events:
+            self.sig_alarm_changed.emit(e)
+
+    # ---- any thread -------------------------------------------------------------------------
+    def inject(self, readings: Sequence[Reading], *, store: bool = True) -> None:
+        """Readings that did not come from the monitor (manual entry): same buffers and rules."""
+        self._process(readings, store=store)
+
+    def set_condition(
+        self, key: str, priority: Priority | None, message: str, *, technical: bool = False
+    ) -> None:
+        """Raise or clear a condition that does not come from a reading (MOAA/S, technical)."""
+        with self._alarm_lock:
+            events = self.alarms.set_condition(
+                key, priority, message, self.clock.now(), technical=technical
+            )
         for e in events:
             self.sig_alarm_changed.emit(e)
 

@@ -118,12 +118,23 @@ class AlarmEvent:
     technical: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveAlarm:
+    key: str
+    priority: Priority
+    message: str
+    state: AlarmState
+    acknowledged: bool
+    technical: bool
+
+
 @dataclass(slots=True)
 class _Condition:
     priority: Priority
     message: str
     active: bool
     acknowledged: bool
+    technical: bool = False
 
 
 class AlarmEngine:
@@ -165,17 +176,41 @@ class AlarmEngine:
         return events
 
     def _update(self, key: str, breach: Breach | None, when: datetime) -> list[AlarmEvent]:
+        if breach is None:
+            return self.set_condition(key, None, "", when)
+        return self.set_condition(key, breach.priority, breach.describe(), when, breach=breach)
+
+    def set_condition(
+        self,
+        key: str,
+        priority: Priority | None,
+        message: str,
+        when: datetime,
+        *,
+        technical: bool = False,
+        breach: Breach | None = None,
+    ) -> list[AlarmEvent]:
+        """Raise, escalate or clear the condition ``key`` (``priority=None`` clears it).
+
+        Used for reading breaches and for conditions that come from elsewhere: MOAA/S scores,
+        the hypertensive-emergency symptom check, and technical alarms.
+        """
         cond = self._conditions.get(key)
-        if breach is not None:
-            msg = breach.describe()
+        if priority is not None:
             if cond is None or (not cond.active and not self._latched(cond)):
-                self._conditions[key] = _Condition(breach.priority, msg, True, False)
-                return [AlarmEvent(key, AlarmAction.RAISED, breach.priority, msg, when, breach)]
-            escalated = breach.priority > cond.priority
-            cond.active, cond.message = True, msg
+                self._conditions[key] = _Condition(priority, message, True, False, technical)
+                return [
+                    AlarmEvent(key, AlarmAction.RAISED, priority, message, when, breach, technical)
+                ]
+            escalated = priority > cond.priority
+            cond.active, cond.message = True, message
             if escalated:
-                cond.priority, cond.acknowledged = breach.priority, False
-                return [AlarmEvent(key, AlarmAction.ESCALATED, breach.priority, msg, when, breach)]
+                cond.priority, cond.acknowledged = priority, False
+                return [
+                    AlarmEvent(
+                        key, AlarmAction.ESCALATED, priority, message, when, breach, technical
+                    )
+                ]
             return []
         if cond is None or not cond.active:
             return []
@@ -183,7 +218,11 @@ class AlarmEngine:
         if self._latched(cond):
             return []
         del self._conditions[key]
-        return [AlarmEvent(key, AlarmAction.CLEARED, cond.priority, cond.message, when)]
+        return [
+            AlarmEvent(
+                key, AlarmAction.CLEARED, cond.priority, cond.message, when, None, cond.technical
+            )
+        ]
 
     def _latched(self, cond: _Condition) -> bool:
         return self.latch_high and cond.priority is Priority.HIGH and not cond.acknowledged
@@ -193,17 +232,45 @@ class AlarmEngine:
         if cond is None:
             return []
         cond.acknowledged = True
-        events = [AlarmEvent(key, AlarmAction.ACKNOWLEDGED, cond.priority, cond.message, when)]
+        tech = cond.technical
+        events = [
+            AlarmEvent(
+                key, AlarmAction.ACKNOWLEDGED, cond.priority, cond.message, when, None, tech
+            )
+        ]
         if not cond.active:
             del self._conditions[key]
-            events.append(AlarmEvent(key, AlarmAction.CLEARED, cond.priority, cond.message, when))
+            events.append(
+                AlarmEvent(key, AlarmAction.CLEARED, cond.priority, cond.message, when, None, tech)
+            )
         return events
 
-    def active(self) -> dict[str, tuple[Priority, str, AlarmState]]:
-        return {
-            k: (c.priority, c.message, AlarmState.ACTIVE if c.active else AlarmState.LATCHED)
+    def acknowledge_all(self, when: datetime) -> list[AlarmEvent]:
+        events: list[AlarmEvent] = []
+        for key in list(self._conditions):
+            cond = self._conditions.get(key)
+            if cond is not None and not cond.acknowledged:
+                events += self.acknowledge(key, when)
+        return events
+
+    def is_acknowledged(self, key: str) -> bool:
+        cond = self._conditions.get(key)
+        return cond is not None and cond.acknowledged
+
+    def active(self) -> list[ActiveAlarm]:
+        """Active and latched conditions, most urgent first."""
+        out = [
+            ActiveAlarm(
+                k,
+                c.priority,
+                c.message,
+                AlarmState.ACTIVE if c.active else AlarmState.LATCHED,
+                c.acknowledged,
+                c.technical,
+            )
             for k, c in self._conditions.items()
-        }
+        ]
+        return sorted(out, key=lambda a: (-a.priority, a.key))
 
     def worst(self) -> Priority | None:
         return max((c.priority for c in self._conditions.values()), default=None)

@@ -118,12 +118,10 @@ class ChairViewWidget(QWidget):
 
     def _refresh_alarms(self) -> None:
         self.alarm_list.clear()
-        for key, (prio, message, state) in sorted(
-            self.chair.alarms.active().items(), key=lambda kv: -kv[1][0]
-        ):
-            item = QListWidgetItem(f"{message}  [{state.value}]")
-            item.setData(256, key)
-            item.setForeground(theme_colour(prio))
+        for a in self.chair.alarms.active():
+            item = QListWidgetItem(f"{a.message}  [{a.state.value}]")
+            item.setData(256, a.key)
+            item.setForeground(theme_colour(a.priority))
             self.alarm_list.addItem(item)
 
     def _on_ack_button_clicked(self) -> None:

@@ -77,7 +77,7 @@ def test_medium_alarm_clears_by_itself() -> None:
     assert eng.process([r("hr", 131, 1)]) == []  # still active, no duplicate event
     ev = eng.process([r("hr", 80, 2)])
     assert [e.action for e in ev] == [AlarmAction.CLEARED]
-    assert eng.active() == {}
+    assert eng.active() == []
 
 
 def test_high_alarm_latches_until_acknowledged() -> None:

@@ -1,0 +1,118 @@
+"""Sign-in at start, and the offer to resume open sessions. Widgets only: the checks are
+injected as callables by the app wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ketamon import SAFETY_STATEMENT
+
+U = TypeVar("U")
+
+
+class LoginDialog(QDialog, Generic[U]):
+    """Asks for user name and password; ``authenticate`` returns the user or raises with a
+    message to show (wrong password, disabled account, …)."""
+
+    def __init__(
+        self,
+        authenticate: Callable[[str, str], U],
+        *,
+        title: str = "ketamon — sign in",
+        hint: str = "",
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.setMinimumWidth(420)
+        self._authenticate = authenticate
+        self.user: U | None = None
+        lay = QVBoxLayout(self)
+        banner = QLabel(SAFETY_STATEMENT)
+        banner.setWordWrap(True)
+        banner.setObjectName("safetyBanner")
+        lay.addWidget(banner)
+        form = QFormLayout()
+        self.username = QLineEdit()
+        self.username.setObjectName("username")
+        self.password = QLineEdit()
+        self.password.setObjectName("password")
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        form.addRow("User name", self.username)
+        form.addRow("Password", self.password)
+        lay.addLayout(form)
+        if hint:
+            h = QLabel(hint)
+            h.setWordWrap(True)
+            lay.addWidget(h)
+        self.error = QLabel("")
+        self.error.setObjectName("loginError")
+        self.error.setStyleSheet("color: #ff6b6b; font-weight: bold")
+        self.error.setWordWrap(True)
+        lay.addWidget(self.error)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Sign in")
+        buttons.accepted.connect(self._on_buttons_accepted)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.username.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _on_buttons_accepted(self) -> None:
+        name, pw = self.username.text().strip(), self.password.text()
+        if not name or not pw:
+            self.error.setText("Enter your user name and password.")
+            return
+        try:
+            self.user = self._authenticate(name, pw)
+        except Exception as exc:  # the service's message is meant for the user
+            self.password.clear()
+            self.error.setText(str(exc) or "Sign-in failed.")
+            return
+        self.accept()
+
+
+class ResumeSessionsDialog(QDialog):
+    """Lists sessions left open (after a crash or restart) and asks which to resume."""
+
+    def __init__(self, sessions: Sequence[tuple[int, str]], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Open sessions found")
+        lay = QVBoxLayout(self)
+        text = QLabel(
+            "These sessions were not ended (the app was closed or the computer restarted). "
+            "Resume them to keep recording into the same record:"
+        )
+        text.setWordWrap(True)
+        lay.addWidget(text)
+        self.boxes: dict[int, QCheckBox] = {}
+        for sid, label in sessions:
+            box = QCheckBox(label)
+            box.setChecked(True)
+            self.boxes[sid] = box
+            lay.addWidget(box)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Resume selected")
+        buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Not now")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+
+    def selected(self) -> list[int]:
+        return [sid for sid, box in self.boxes.items() if box.isChecked()]
