@@ -60,4 +60,5 @@ def run_loopback(
             readings.extend(proto.feed(out, now))
         pending_h2d = proto.outgoing(now)
         t += step_s
+    h2d += pending_h2d  # the host's last reply (e.g. the final ACK) still goes on the wire
     return LoopbackResult(bytes(d2h), bytes(h2d), readings)

@@ -186,6 +186,11 @@ class PtyServer:
             if link is Link.PULLED:
                 if self._pty is not None:
                     self._close_pty()
+                    # Like an unplugged USB adapter, the device path disappears; otherwise a
+                    # pty reused by another process could answer behind the stale symlink.
+                    if self.link is not None:
+                        with contextlib.suppress(OSError):
+                            self.link.unlink()
                 time.sleep(self.tick_s)
                 continue
             if self._pty is None:

@@ -1,0 +1,718 @@
+"""HL7 v2 ORU^R01 (IHE PCD-01 "DEC") numerics over MLLP, on a TCP socket or a serial line.
+
+Wire format (devices.md §2.4): every message is an MLLP block ``0x0B <message> 0x1C 0x0D``;
+segments end in ``0x0D``. The receiver answers each message with an ``ACK`` whose MSA-2 repeats
+the message's MSH-10. Observations are OBX segments: OBX-3 ``<MDC code>^<MDC ref id>^MDC``,
+OBX-5 the value, OBX-6 the unit (MDC ``266016^MDC_DIM_MMHG^MDC`` or UCUM ``mm[Hg]^mm[Hg]^UCUM``),
+OBX-11 the result status and OBX-14 the observation time.
+
+Parsing is done by the ``hl7`` (python-hl7) library; this module only frames MLLP, checks the
+fields that carry a reading, and maps codes, units and status to :class:`Reading` objects.
+
+HL7 and MLLP carry **no checksum**. Whatever integrity checking is possible is done here: the
+block must be closed by ``0x1C 0x0D``, the message must be printable text with known segment
+ids and a readable MSH, each NM value must be a plain decimal number, the unit must be one we
+know and must fit the parameter, the time stamp must be a valid HL7 TS, and an MDC ref id in
+OBX-3.2 must agree with the numeric code in OBX-3.1. A byte flipped inside a digit of a value
+(``120`` -> ``130``) can not be detected by any receiver of this format.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import hl7
+
+from devices.protocols.base import DeviceProtocol, Parity, SerialSettings
+from devices.readings import PARAMETERS, Quality, Reading
+
+# ---- MLLP ---------------------------------------------------------------------------------------
+SB = 0x0B  # start block <VT>
+EB = 0x1C  # end block <FS>
+CR = 0x0D
+MLLP_START = b"\x0b"
+MLLP_END = b"\x1c\x0d"
+#: A monitor's ORU is a few kB; anything much longer is a lost end block, not a message.
+MAX_FRAME_BYTES = 256 * 1024
+_FRAME_SPECIAL = re.compile(b"[\x0b\x1c]")
+
+
+def mllp_wrap(message: str | bytes) -> bytes:
+    """Put one HL7 message into an MLLP block."""
+    body = message.encode("utf-8") if isinstance(message, str) else message
+    return MLLP_START + body + MLLP_END
+
+
+@dataclass(frozen=True, slots=True)
+class MllpEvent:
+    """One result of de-framing: a complete block (``frame``) or a problem (``error``)."""
+
+    frame: bytes | None = None
+    error: str = ""
+    skipped: int = 0  # bytes thrown away with this event
+
+
+class MllpDeframer:
+    """Splits a byte stream into MLLP blocks; tolerant of junk between blocks.
+
+    Bytes outside a block (other than CR/LF, which some senders put between blocks) are counted
+    and reported as one error per run when the next block starts, so feeding the same stream in
+    any chunking yields the same events.
+    """
+
+    _HUNT, _IN_FRAME, _AFTER_EB = range(3)
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self.max_frame = max_frame
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = self._HUNT
+        self._buf = bytearray()
+        self._junk = 0
+        #: total bytes thrown away (junk between blocks, broken blocks)
+        self.skipped_bytes = 0
+
+    def _flush_junk(self, out: list[MllpEvent]) -> None:
+        if self._junk:
+            out.append(
+                MllpEvent(
+                    error=f"{self._junk} byte(s) outside an MLLP block (no 0x0B start) skipped",
+                    skipped=self._junk,
+                )
+            )
+            self._junk = 0
+
+    def _junk_bytes(self, chunk: bytes) -> None:
+        n = len(chunk) - chunk.count(b"\r") - chunk.count(b"\n")
+        self._junk += n
+        self.skipped_bytes += n
+
+    def _drop(self, out: list[MllpEvent], why: str) -> None:
+        n = len(self._buf) + 1  # + the start block
+        self.skipped_bytes += n
+        out.append(MllpEvent(error=why, skipped=n))
+        self._buf.clear()
+
+    def feed(self, data: bytes) -> list[MllpEvent]:
+        out: list[MllpEvent] = []
+        i, n = 0, len(data)
+        while i < n:
+            if self._state == self._HUNT:
+                j = data.find(MLLP_START, i)
+                if j < 0:
+                    self._junk_bytes(data[i:])
+                    break
+                self._junk_bytes(data[i:j])
+                self._flush_junk(out)
+                self._buf.clear()
+                self._state = self._IN_FRAME
+                i = j + 1
+            elif self._state == self._IN_FRAME:
+                m = _FRAME_SPECIAL.search(data, i)
+                j = m.start() if m else n
+                self._buf += data[i:j]
+                if len(self._buf) > self.max_frame:
+                    self._drop(out, f"MLLP block longer than {self.max_frame} bytes; dropped")
+                    self._state = self._HUNT
+                    i = j
+                    continue
+                if m is None:
+                    break
+                if data[j] == SB:
+                    self._drop(
+                        out,
+                        f"MLLP start block inside an open block: truncated message of "
+                        f"{len(self._buf)} bytes dropped",
+                    )
+                    # stay IN_FRAME: this start block opens the next message
+                else:
+                    self._state = self._AFTER_EB
+                i = j + 1
+            else:  # _AFTER_EB
+                b = data[i]
+                if b == CR:
+                    out.append(MllpEvent(frame=bytes(self._buf)))
+                    self._buf.clear()
+                    self._state = self._HUNT
+                    i += 1
+                    continue
+                self._drop(out, f"MLLP end block 0x1C followed by 0x{b:02X}, not 0x0D; dropped")
+                self._state = self._HUNT  # the byte is looked at again while hunting
+        return out
+
+
+# ---- code tables --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Observation:
+    parameter: str
+    mdc: str  # MDC reference id of the code that was matched
+    unit: str  # UCUM unit readings are emitted in
+    episodic: bool = False
+
+
+def _canonical(parameter: str) -> Observation:
+    info = PARAMETERS[parameter]
+    assert info.mdc is not None
+    return Observation(parameter, info.mdc, info.unit, info.episodic)
+
+
+#: Numeric MDC code (partition << 16 | term, as in OBX-3.1) -> observation. The canonical
+#: parameters come from devices.readings; the rest are the other codes devices.md §2.4 lists.
+CODE_TO_OBSERVATION: dict[int, Observation] = {
+    info.mdc_code: _canonical(name)
+    for name, info in PARAMETERS.items()
+    if info.mdc_code is not None and info.mdc is not None
+}
+CODE_TO_OBSERVATION.update(
+    {
+        # cuff pulse rate arrives with each NIBP measurement, so it is episodic like NIBP
+        149546: Observation("nibp_pr", "MDC_PULS_RATE_NON_INV", "/min", episodic=True),
+        149522: Observation("pr_invasive", "MDC_BLD_PULS_RATE_INV", "/min"),
+        # impedance (ECG lead) respiration: what Mindray monitors send as their RR
+        151578: Observation("rr", "MDC_TTHOR_RESP_RATE", "/min"),
+        151570: Observation("rr_airway", "MDC_AWAY_RESP_RATE", "/min"),
+        150033: Observation("abp_sys", "MDC_PRESS_BLD_ART_SYS", "mm[Hg]"),
+        150034: Observation("abp_dia", "MDC_PRESS_BLD_ART_DIA", "mm[Hg]"),
+        150035: Observation("abp_mean", "MDC_PRESS_BLD_ART_MEAN", "mm[Hg]"),
+    }
+)
+#: MDC reference id text (OBX-3.2, or OBX-3.1 when a sender puts the text there) -> observation.
+REFID_TO_OBSERVATION: dict[str, Observation] = {o.mdc: o for o in CODE_TO_OBSERVATION.values()}
+#: Plain text ids of non-MDC senders (devices.md §2.4: a Shenzhen monitor's ORU), plus HR/RR.
+TEXT_TO_OBSERVATION: dict[str, Observation] = {
+    "SPO2": CODE_TO_OBSERVATION[150456],
+    "PR": CODE_TO_OBSERVATION[149530],
+    "SYS": CODE_TO_OBSERVATION[150021],
+    "DIA": CODE_TO_OBSERVATION[150022],
+    "MAP": CODE_TO_OBSERVATION[150023],
+    "NIBP_PR": CODE_TO_OBSERVATION[149546],
+    "HR": CODE_TO_OBSERVATION[147842],
+    "RR": CODE_TO_OBSERVATION[151562],
+}
+
+#: MDC unit codes (OBX-6.1, devices.md §2.4) -> UCUM
+MDC_UNIT_CODES: dict[int, str] = {
+    266016: "mm[Hg]",
+    264864: "/min",  # MDC_DIM_BEAT_PER_MIN
+    262688: "%",
+    264928: "/min",  # MDC_DIM_RESP_PER_MIN
+    268192: "Cel",
+}
+#: unit text (MDC ref id, UCUM code, or what some senders write), lower case -> UCUM
+UNIT_TEXT: dict[str, str] = {
+    "mdc_dim_mmhg": "mm[Hg]",
+    "mm[hg]": "mm[Hg]",
+    "mmhg": "mm[Hg]",
+    "mdc_dim_kilo_pascal": "kPa",
+    "kpa": "kPa",
+    "mdc_dim_beat_per_min": "/min",
+    "mdc_dim_resp_per_min": "/min",
+    "mdc_dim_per_min": "/min",
+    "/min": "/min",
+    "1/min": "/min",
+    "min-1": "/min",
+    "{beat}/min": "/min",
+    "{beats}/min": "/min",
+    "{breath}/min": "/min",
+    "{breaths}/min": "/min",
+    "{resp}/min": "/min",
+    "beats/min": "/min",
+    "breaths/min": "/min",
+    "bpm": "/min",
+    "rpm": "/min",
+    "brpm": "/min",
+    "mdc_dim_percent": "%",
+    "%": "%",
+    "mdc_dim_degc": "Cel",
+    "cel": "Cel",
+    "degc": "Cel",
+    "°c": "Cel",
+    "mdc_dim_fahr": "[degF]",
+    "[degf]": "[degF]",
+    "degf": "[degF]",
+}
+_KPA_TO_MMHG = 760.0 / 101.325
+
+
+def _convert(value: float, unit: str, target: str) -> float | None:
+    """``value`` in ``unit`` expressed in ``target``; None if they measure different things."""
+    if unit == target:
+        return value
+    if unit == "kPa" and target == "mm[Hg]":
+        return value * _KPA_TO_MMHG
+    if unit == "[degF]" and target == "Cel":
+        return (value - 32.0) * 5.0 / 9.0
+    return None
+
+
+_MDIL = re.compile(r"([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})")
+
+
+def mdil_to_code(text: str) -> int | None:
+    """Philips MDIL ``<partition>-<term>`` in hex (Efficia CM export) -> numeric MDC code."""
+    m = _MDIL.fullmatch(text)
+    if m is None:
+        return None
+    return (int(m.group(1), 16) << 16) | int(m.group(2), 16)
+
+
+def _numeric_code(text: str) -> int | None:
+    if text.isdigit() and len(text) <= 9:
+        return int(text)
+    return mdil_to_code(text)
+
+
+# OBX-11 result status (HL7 table 0085) -> quality; None = no result to report.
+_STATUS_QUALITY: dict[str, Quality | None] = {
+    "": Quality.NONE,
+    "F": Quality.NONE,  # final
+    "R": Quality.NONE,  # entered, not verified: what PCD-01 devices send
+    "C": Quality.NONE,  # correction
+    "U": Quality.NONE,  # changed to final
+    "P": Quality.QUESTIONABLE,  # preliminary
+    "X": Quality.INVALID,  # "cannot be obtained": the monitor shows '?' (Efficia CM)
+    "W": Quality.INVALID,  # posted as wrong
+    "D": None,  # delete
+    "I": None,  # pending
+    "N": None,  # not asked for
+    "O": None,  # order only
+    "S": None,  # partial
+}
+# OBX-8 entries that are IEEE 11073 measurement-status words (as the POCD FHIR code system
+# spells them) rather than normal/abnormal range flags.
+_STATUS_WORDS: dict[str, Quality] = {
+    "invalid": Quality.INVALID,
+    "not-available": Quality.INVALID,
+    "questionable": Quality.QUESTIONABLE,
+    "early-indication": Quality.QUESTIONABLE,
+    "msmt-ongoing": Quality.QUESTIONABLE,
+    "calibration-ongoing": Quality.CALIBRATION,
+    "test-data": Quality.TEST,
+    "demo-data": Quality.DEMO,
+}
+# MSH-11.1 processing id: P production, T training, D debugging. Mapped as the brief asks
+# (T -> TEST, D -> DEMO); both mark data that is not from a real patient.
+_PROCESSING_QUALITY: dict[str, Quality] = {"T": Quality.TEST, "D": Quality.DEMO}
+# HL7 table 0125 value types; anything else in OBX-2 is a damaged segment.
+_VALUE_TYPES = frozenset(
+    {
+        *("AD", "CE", "CF", "CK", "CN", "CNE", "CP", "CWE", "CX", "DR", "DT", "DTM", "ED", "FT"),
+        *("ID", "MA", "MO", "NA", "NM", "PN", "RP", "SN", "ST", "TM", "TN", "TS", "TX", "XAD"),
+        *("XCN", "XON", "XPN", "XTN"),
+    }
+)
+# Segments an ORU / ORF may carry (v2.3 - 2.7, incl. PCD-01's PRT); Z-segments are allowed too.
+_SEGMENT_IDS = frozenset(
+    {
+        *("MSH", "SFT", "UAC", "PID", "PD1", "NTE", "NK1", "PV1", "PV2", "ORC", "OBR", "TQ1"),
+        *("TQ2", "CTD", "OBX", "FT1", "CTI", "SPM", "PRT", "EVN", "DSC", "QRD", "QRF", "MSA"),
+        *("ERR", "QAK"),
+    }
+)
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_TS = re.compile(
+    r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?(?:[+-]\d{4})?"
+)
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
+
+
+def format_ts(when: datetime) -> str:
+    """HL7 TS in UTC with an explicit offset, to the second (PCD-01 style)."""
+    return when.astimezone(UTC).strftime("%Y%m%d%H%M%S") + "+0000"
+
+
+class _MessageError(Exception):
+    """The message as a whole can not be used (ACK with AE/AR)."""
+
+    def __init__(self, why: str, code: str = "207", ack: str = "AE") -> None:
+        super().__init__(why)
+        self.code = code  # HL7 table 0357 error code for ERR-3
+        self.ack = ack
+
+
+class _ObxError(Exception):
+    """One OBX can not be used; the rest of the message still can."""
+
+
+def _field(seg: Any, n: int, comp: int = 1, rep: int = 1) -> str:
+    """Field ``n`` (component ``comp``) of a python-hl7 segment, unescaped; '' if absent."""
+    try:
+        return str(seg.extract_field(1, n, rep, comp, 1))
+    except Exception:  # the library raises IndexError/KeyError/... on short paths
+        return ""
+
+
+def _repetitions(seg: Any, n: int) -> int:
+    try:
+        return len(seg(n)) if n < len(seg) else 0
+    except Exception:
+        return 0
+
+
+class HL7Protocol(DeviceProtocol):
+    """Receives ORU^R01 (and Efficia-style ORF^R04) messages and acknowledges each one."""
+
+    name = "hl7"
+    # HL7 over a serial adapter (Philips Efficia CM, Mindray DEC serial): devices.md §3b says the
+    # line settings are NOT verified; 9600 8N1 without flow control is the common default.
+    default_serial = SerialSettings(
+        baudrate=9600, bytesize=8, parity=Parity.NONE, stopbits=1, rtscts=False
+    )
+    # Monitors send every 1-5 s (the emulator every 5 s); three missed messages = silent link.
+    quiet_time_s = 15.0
+    # A PCD-01 message with 4 periodic numerics + the latest NIBP: ~1.4 kB every 5 s (~280 B/s
+    # measured on the emulator's stream, ACKs not counted).
+    nominal_bytes_per_s = 280.0
+
+    #: how many recent message keys / NIBP times are remembered for de-duplication
+    MEMORY: ClassVar[int] = 256
+
+    def __init__(self, source: str = "") -> None:
+        super().__init__(source)
+        self._deframer = MllpDeframer()
+        self._acks: list[bytes] = []
+        self._ack_seq = 0
+        # De-duplication survives reset(): a monitor that reconnects (or retransmits an
+        # un-ACKed message) repeats data the host has already stored.
+        self._seen_messages: deque[tuple[str, str, str]] = deque(maxlen=self.MEMORY)
+        self._seen_episodic: deque[tuple[str, datetime]] = deque(maxlen=self.MEMORY)
+        self._last_episodic_value: dict[str, float] = {}
+        #: observations that are worth telling the user once (e.g. time stamps without offset)
+        self.notes: list[str] = []
+        self.duplicates = 0
+
+    # ---- DeviceProtocol ---------------------------------------------------------------------
+    def on_connect(self, now: datetime) -> bytes:
+        # Monitors push ORU messages unsolicited; nothing to ask for.
+        self._streaming = False
+        return b""
+
+    def reset(self) -> None:
+        super().reset()
+        self._deframer.reset()
+        self._acks.clear()
+
+    @property
+    def skipped_bytes(self) -> int:
+        return self._deframer.skipped_bytes
+
+    def outgoing(self, now: datetime) -> bytes:
+        if not self._acks:
+            return b""
+        out = b"".join(self._acks)
+        self._acks.clear()
+        return out
+
+    def feed(self, data: bytes, now: datetime) -> list[Reading]:
+        self.stats.bytes_in += len(data)
+        readings: list[Reading] = []
+        for event in self._deframer.feed(data):
+            if event.frame is None:
+                self.stats.bad_frame(event.error)
+                continue
+            try:
+                readings.extend(self._message(event.frame, now))
+            except Exception as exc:  # last line of defence: feed() never raises
+                self.stats.bad_frame(f"internal error decoding an HL7 message: {exc!r}")
+        self.stats.readings += len(readings)
+        return readings
+
+    # ---- one message ------------------------------------------------------------------------
+    def _note(self, text: str) -> None:
+        if text not in self.notes and len(self.notes) < 20:
+            self.notes.append(text)
+
+    def _message(self, frame: bytes, now: datetime) -> list[Reading]:
+        try:
+            text = frame.decode("utf-8")
+        except UnicodeDecodeError:
+            text = frame.decode("latin-1")  # MSH-18 other than UTF-8/ASCII; numerics are ASCII
+        # Some gateways end segments with CR LF or LF; HL7 wants CR only.
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+        segments = [s for s in text.split("\r") if s.strip()]
+        if not segments or not segments[0].startswith("MSH") or len(segments[0]) < 8:
+            self.stats.bad_frame("MLLP block does not start with an MSH segment")
+            return []
+        try:
+            msh_msg = hl7.parse(segments[0])
+            msh = msh_msg.segment("MSH")
+        except Exception as exc:
+            self.stats.bad_frame(f"MSH segment unreadable: {exc}")
+            return []
+        control_id = _field(msh, 10)
+        try:
+            return self._oru(msh_msg, msh, segments, control_id, now)
+        except _MessageError as exc:
+            self.stats.bad_frame(f"HL7 message {control_id or '(no MSH-10)'}: {exc}")
+            if control_id:
+                self._queue_ack(msh_msg, msh, now, exc.ack, str(exc), exc.code)
+            return []
+
+    def _oru(
+        self, msh_msg: Any, msh: Any, segments: list[str], control_id: str, now: datetime
+    ) -> list[Reading]:
+        if not control_id:
+            raise _MessageError("MSH-10 message control id is empty", "101")
+        for i, s in enumerate(segments):
+            bad = _CONTROL_CHARS.search(s)
+            if bad:
+                raise _MessageError(f"control byte 0x{ord(bad.group()):02X} inside the message")
+            sid = s[:3]
+            if not _SEGMENT_ID.fullmatch(sid) or (sid not in _SEGMENT_IDS and sid[0] != "Z"):
+                raise _MessageError(f"unknown segment id {sid!r}", "100")
+            if len(s) > 3 and s[3] != segments[0][3]:
+                raise _MessageError(f"segment {sid!r} not followed by the field separator", "100")
+            if sid == "MSH" and i > 0:
+                raise _MessageError("more than one MSH in one MLLP block", "100")
+        msg_type = _field(msh, 9)
+        if msg_type not in ("ORU", "ORF"):
+            raise _MessageError(f"message type {msg_type!r} is not ORU/ORF", "200", ack="AR")
+        try:
+            msg = hl7.parse("\r".join(segments))
+        except Exception as exc:
+            raise _MessageError(f"message could not be parsed: {exc}", "102") from exc
+
+        key = (_field(msh, 3), _field(msh, 7), control_id)
+        if key in self._seen_messages:
+            # A retransmission of a message already stored (our ACK was lost): ACK again only.
+            self.duplicates += 1
+            self._streaming = True
+            self._queue_ack(msg, msh, now, "AA")
+            return []
+
+        base_quality = _PROCESSING_QUALITY.get(_field(msh, 11), Quality.NONE)
+        msh_time = self._message_time(msh, "MSH-7")
+        readings: list[Reading] = []
+        obr_time: datetime | None = None
+        obx_no = 0
+        for seg in msg:
+            sid = str(seg[0])
+            if sid == "OBR":
+                obr_time = self._message_time(seg, "OBR-7")
+            elif sid == "OBX":
+                obx_no += 1
+                try:
+                    r = self._obx(seg, base_quality, obr_time, msh_time, now)
+                except _ObxError as exc:
+                    self.stats.bad_frame(f"HL7 message {control_id}, OBX #{obx_no}: {exc}")
+                    continue
+                if r is not None:
+                    readings.append(r)
+        self._seen_messages.append(key)
+        self.stats.frames_ok += 1
+        self._streaming = True
+        self._queue_ack(msg, msh, now, "AA")
+        return readings
+
+    def _message_time(self, seg: Any, where: str) -> datetime | None:
+        try:
+            return self._time(_field(seg, 7), where)
+        except _ObxError as exc:  # a broken MSH-7/OBR-7 concerns every OBX of the message
+            raise _MessageError(str(exc), "102") from exc
+
+    def _time(self, value: str, where: str) -> datetime | None:
+        """HL7 TS -> aware UTC datetime. No offset: taken as UTC (and noted)."""
+        if not value:
+            return None
+        if not _TS.fullmatch(value):
+            raise _ObxError(f"{where} time stamp {value!r} is not an HL7 TS")
+        try:
+            parsed = hl7.parse_datetime(value)
+        except (ValueError, OverflowError) as exc:
+            raise _ObxError(f"{where} time stamp {value!r} is not a valid date") from exc
+        when: datetime = parsed
+        if when.tzinfo is None:
+            self._note("HL7 time stamps without a UTC offset were taken as UTC")
+            return when.replace(tzinfo=UTC)
+        if value[-5] == "-" and value[-4:-2] == "00":
+            # python-hl7 0.4.5 loses the sign of offsets like -0030 (zero hours); fix it up.
+            when = when.replace(tzinfo=None) + timedelta(minutes=int(value[-2:]))
+            return when.replace(tzinfo=UTC)
+        return when.astimezone(UTC)
+
+    def _observation(self, seg: Any) -> Observation | None:
+        ident, text = _field(seg, 3, 1), _field(seg, 3, 2)
+        code = _numeric_code(ident)
+        by_code = CODE_TO_OBSERVATION.get(code) if code is not None else None
+        by_refid = REFID_TO_OBSERVATION.get(text.upper()) or REFID_TO_OBSERVATION.get(
+            ident.upper()
+        )
+        if by_code is not None:
+            # The numeric code is authoritative; an MDC ref id naming another quantity means
+            # OBX-3 is damaged (vendors' free-text labels are not compared: devices.md §2.4).
+            if by_refid is not None and by_refid.parameter != by_code.parameter:
+                raise _ObxError(f"OBX-3 code {ident} does not match its ref id {text!r}")
+            return by_code
+        if by_refid is not None:
+            return by_refid
+        if code is None:
+            return TEXT_TO_OBSERVATION.get(ident.upper())
+        return None
+
+    def _unit(self, seg: Any, obs: Observation) -> str:
+        ident, text = _field(seg, 6, 1), _field(seg, 6, 2)
+        if not ident and not text:
+            return obs.unit  # no unit given: the MDC code fixes the quantity
+        unit: str | None = None
+        code = _numeric_code(ident)
+        if code is not None:
+            unit = MDC_UNIT_CODES.get(code)
+        if unit is None:
+            unit = UNIT_TEXT.get(ident.lower()) or UNIT_TEXT.get(text.lower())
+        if unit is None:
+            raise _ObxError(f"unit {ident or text!r} not understood for {obs.parameter}")
+        return unit
+
+    def _obx(
+        self,
+        seg: Any,
+        base_quality: Quality,
+        obr_time: datetime | None,
+        msh_time: datetime | None,
+        now: datetime,
+    ) -> Reading | None:
+        vtype = _field(seg, 2)
+        if vtype and vtype not in _VALUE_TYPES:
+            raise _ObxError(f"OBX-2 value type {vtype!r} is not an HL7 value type")
+        if vtype not in ("NM", "SN"):
+            return None  # device/channel rows (empty type), text, waveforms
+        obs = self._observation(seg)
+        if obs is None:
+            return None  # a quantity we do not record
+        status = _field(seg, 11)
+        if status not in _STATUS_QUALITY:
+            raise _ObxError(f"OBX-11 result status {status!r} unknown")
+        quality = _STATUS_QUALITY[status]
+        if quality is None:
+            return None
+        if _repetitions(seg, 5) > 1:
+            raise _ObxError("OBX-5 repeats for a single numeric")
+        if vtype == "NM" and _field(seg, 5, 2):
+            # NM has no components; a '^' here means the fields have shifted (damaged '|').
+            raise _ObxError("OBX-5 numeric value has components")
+        raw = _field(seg, 5, 1)
+        if vtype == "SN":  # structured numeric: <comparator>^<num1>; only '=' or none is exact
+            if raw not in ("", "="):
+                return None
+            raw = _field(seg, 5, 2)
+        raw = raw.strip()
+        if not raw or raw == '""':
+            return None  # no value: the monitor shows '?' or '---'
+        if not _NUMBER.fullmatch(raw):
+            raise _ObxError(f"OBX-5 value {raw!r} of {obs.parameter} is not a number")
+        unit = self._unit(seg, obs)
+        value = _convert(float(raw), unit, obs.unit)
+        if value is None:
+            raise _ObxError(f"unit {unit} does not fit {obs.parameter} ({obs.unit})")
+        if not math.isfinite(value):  # 400 digits parse as inf
+            raise _ObxError(f"OBX-5 value of {obs.parameter} is out of range")
+        for r in range(1, _repetitions(seg, 8) + 1):
+            quality |= _STATUS_WORDS.get(_field(seg, 8, 1, r).lower(), Quality.NONE)
+        quality |= base_quality
+        obx_time = self._time(_field(seg, 14), "OBX-14")
+        measured = obx_time or obr_time
+        if obs.episodic:
+            # NIBP: monitors repeat the last cuff result in every periodic message. A new
+            # OBX-14 (the measurement's own time) makes a new reading. Without OBX-14 only a
+            # changed value does: OBR-7 is the *message's* time on periodic senders (GE B40
+            # style), so keying on it would store the same cuff result every few seconds.
+            if obx_time is not None:
+                key = (obs.parameter, obx_time)
+                if key in self._seen_episodic:
+                    return None
+                self._seen_episodic.append(key)
+            else:
+                if self._last_episodic_value.get(obs.parameter) == value:
+                    return None
+                self._note("NIBP without OBX-14: a repeated identical value counts as one reading")
+            self._last_episodic_value[obs.parameter] = value
+        device_time = measured if obs.episodic else (measured or msh_time)
+        return Reading(
+            parameter=obs.parameter,
+            value=value,
+            unit=obs.unit,
+            host_time=now,
+            mdc=obs.mdc,
+            device_time=device_time,
+            quality=quality,
+            source=self.source,
+        )
+
+    # ---- acknowledgements -------------------------------------------------------------------
+    def _queue_ack(
+        self,
+        msg: Any,
+        msh: Any,
+        now: datetime,
+        code: str,
+        error: str = "",
+        error_code: str = "207",
+    ) -> None:
+        self._ack_seq += 1
+        ack_id = f"KM{now.astimezone(UTC):%y%m%d%H%M%S}{self._ack_seq % 10000:04d}"
+        try:
+            ack = build_ack(msg, msh, now, code, ack_id, error, error_code)
+        except Exception as exc:  # an odd MSH must not cost the readings already decoded
+            self.stats.bad_frame(f"could not build the ACK for {_field(msh, 10)!r}: {exc!r}")
+            return
+        self._acks.append(mllp_wrap(ack))
+
+
+def build_ack(
+    msg: Any,
+    msh: Any,
+    now: datetime,
+    code: str,
+    ack_id: str,
+    error: str = "",
+    error_code: str = "207",
+) -> str:
+    """An original-mode ACK for ``msg`` built with python-hl7's containers.
+
+    Like ``hl7.Message.create_ack`` but with our own clock and control id (that helper reads
+    ``datetime.utcnow()``, deprecated since Python 3.12, and draws a random id).
+    """
+    ack = msg.create_segment([msg.create_field(["MSH"])])
+    ack.assign_field(str(msh(1)), 1)
+    ack.assign_field(str(msh(2)), 2)
+    ack.assign_field("KETAMON", 3)  # sending application: us
+    ack.assign_field(str(msh(3)) if len(msh) > 3 else "", 5)  # receiving: the monitor
+    ack.assign_field(str(msh(4)) if len(msh) > 4 else "", 6)
+    ack.assign_field(format_ts(now), 7)
+    trigger = _field(msh, 9, 2)
+    ack.assign_field("ACK", 9, 1, 1)
+    ack.assign_field(trigger, 9, 1, 2)
+    ack.assign_field("ACK", 9, 1, 3)
+    ack.assign_field(ack_id, 10)
+    ack.assign_field(_field(msh, 11) or "P", 11)
+    ack.assign_field(_field(msh, 12) or "2.6", 12)
+    msa = msg.create_segment([msg.create_field(["MSA"])])
+    msa.assign_field(code, 1)
+    msa.assign_field(_field(msh, 10), 2)
+    segments = [ack, msa]
+    if code != "AA":
+        text = msg.escape(error[:80])
+        msa.assign_field(text, 3)
+        err = msg.create_segment([msg.create_field(["ERR"])])
+        err.assign_field(error_code, 3, 1, 1)
+        err.assign_field(text, 3, 1, 2)
+        err.assign_field("HL70357", 3, 1, 3)
+        err.assign_field("E", 4)  # severity: error
+        segments.append(err)
+    return str(msg.create_message(segments))
+
+
+def readings_by_parameter(readings: Iterable[Reading]) -> dict[str, list[Reading]]:
+    """Group readings by parameter (handy for tests and the decode command)."""
+    out: dict[str, list[Reading]] = {}
+    for r in readings:
+        out.setdefault(r.parameter, []).append(r)
+    return out
