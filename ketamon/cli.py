@@ -1,4 +1,4 @@
-"""Command line: ``ketamon [gui|demo|decode|record|emulate] …``.
+"""Command line: ``ketamon [gui|demo|decode|record|emulate|user] …``.
 
 The subcommands, their options and their JSON output are a public interface that clinics script
 against; keep them stable and documented in the README. No command prints a traceback: expected
@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--raw", metavar="FILE", help="also keep the raw received bytes in FILE")
     record.add_argument("--chair", metavar="NAME", help="chair name (default: derived from port)")
     record.add_argument("--quiet", action="store_true", help="do not print readings")
+    record.add_argument(
+        "--commit-log",
+        action="store_true",
+        help="after each database commit print 'record: committed N readings (total T, last "
+        "at TIME)' on stderr (what a crash can no longer lose)",
+    )
 
     emulate = sub.add_parser(
         "emulate",
@@ -138,6 +144,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="hl7 only: listen on 127.0.0.1:PORT instead of a pty",
     )
     emulate.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
+
+    user = sub.add_parser(
+        "user",
+        help="manage the people who sign in (add, list, disable)",
+        description="Manage user accounts. Roles: nurse, physician, admin, auditor. Users are "
+        "never deleted, only disabled; every change is written to the audit trail.",
+    )
+    _add_common(user)
+    actions = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        help="add a user (asks for the password twice)",
+        description="Add a user. The password is asked for twice on the terminal, or read as "
+        "one line from standard input with --password-stdin. It is stored only as an "
+        "argon2id hash.",
+    )
+    _add_common(add)
+    add.add_argument("--username", required=True, help="sign-in name (letters, digits, . _ -)")
+    add.add_argument("--role", required=True, choices=["nurse", "physician", "admin", "auditor"])
+    add.add_argument("--full-name", required=True, metavar="NAME", help="printed name")
+    add.add_argument("--credentials", default="", metavar="TEXT", help="e.g. RN, MD")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+    lst = actions.add_parser("list", help="list users", description="List all users.")
+    _add_common(lst)
+    lst.add_argument("--json", action="store_true", help="print a JSON array")
+    lst.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+    disable = actions.add_parser(
+        "disable",
+        help="disable a user (they can no longer sign in)",
+        description="Disable a user account. Their records and audit entries stay as they are.",
+    )
+    _add_common(disable)
+    disable.add_argument("--username", required=True)
+    disable.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the audit)")
+    disable.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
     del PROTOCOLS
     return parser
 
@@ -215,9 +259,11 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         get_or_create_patient,
         open_database,
         record_link_event,
+        resume_session,
         start_session,
+        system_user_id,
     )
-    from ketamon.storage.writer import DatabaseWriter
+    from ketamon.storage.writer import CommitInfo, DatabaseWriter
 
     cls = protocol_class(args.protocol)
     if args.tcp and args.protocol != "hl7":
@@ -250,12 +296,28 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         chair = args.chair or f"record:{args.port}"
     clock = SystemClock()
     engine = open_database(url)
-    writer = DatabaseWriter(engine).start()
+    lock = threading.Lock()
+
+    def commit_log(c: CommitInfo) -> None:
+        with lock:
+            err.write(
+                f"record: committed {c.rows} readings (total {c.total}, "
+                f"last at {c.last_host_time.isoformat()})\n"
+            )
+            err.flush()
+
+    # Headless recording has nobody signed in: its writes are the built-in system account's.
+    writer = DatabaseWriter(
+        engine,
+        user_id=system_user_id(engine),
+        on_commit=commit_log if args.commit_log else None,
+    ).start()
     try:
 
         def open_or_resume(s: Any) -> tuple[int, bool]:
             existing = find_open_session(s, chair)
             if existing is not None:
+                resume_session(s, existing.id, why="ketamon record restarted")
                 return existing.id, True
             patient = get_or_create_patient(s, "UNIDENTIFIED", "Unidentified", "Patient")
             ts = start_session(
@@ -269,7 +331,6 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             f"on {transport.description}\n"
         )
         err.flush()
-        lock = threading.Lock()
 
         def on_readings(readings: list[Reading]) -> None:
             writer.submit_readings(session_id, readings)
@@ -359,6 +420,89 @@ def cmd_emulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return 0
 
 
+def _read_new_password(args: argparse.Namespace, username: str, stdin: IO[str]) -> str:
+    import getpass
+
+    from ketamon.storage.users import check_password_rules
+
+    if args.password_stdin:
+        password = stdin.readline().rstrip("\r\n")
+    else:
+        if not stdin.isatty():
+            raise CommandError("no terminal to ask for the password on: use --password-stdin")
+        password = getpass.getpass(f"Password for {username}: ")
+        check_password_rules(password)
+        if getpass.getpass("Repeat the password: ") != password:
+            raise CommandError("the passwords do not match; nothing was changed")
+    check_password_rules(password)
+    return password
+
+
+def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str]) -> int:
+    import getpass
+    import socket
+
+    from ketamon.config import database_url, load_config
+    from ketamon.services import open_database
+    from ketamon.storage.audit import acting_as, reason
+    from ketamon.storage.users import (
+        create_user,
+        disable_user,
+        list_users,
+        normalise_username,
+        system_user_id,
+    )
+
+    paths = _paths(args)
+    config = load_config(paths.config_file)
+    url = database_url(args.db, config, paths.sqlite_url())
+    password = ""
+    if args.user_command == "add":
+        normalise_username(args.username)  # a bad name fails before the password is asked
+        password = _read_new_password(args, args.username, stdin)
+    engine = open_database(url)
+    try:
+        if args.user_command == "list":
+            users = list_users(engine)
+            if args.json:
+                out.write(json.dumps([u.to_json_dict() for u in users], indent=2) + "\n")
+                return 0
+            out.write(f"{'USERNAME':<16} {'ROLE':<10} {'NAME':<32} STATUS\n")
+            for u in users:
+                status = "active" if u.active else "disabled"
+                if u.is_demo:
+                    status += ", demo"
+                if u.role.value == "system":
+                    status += ", built-in (cannot sign in)"
+                out.write(f"{u.username:<16} {u.role.value:<10} {u.full_name:<32} {status}\n")
+            return 0
+        try:
+            who = f"OS user {getpass.getuser()} on {socket.gethostname()}"
+        except (OSError, KeyError):
+            who = "unknown OS user"
+        from sqlalchemy.orm import Session
+
+        with Session(engine) as s, s.begin(), acting_as(s, system_user_id(s)):
+            if args.user_command == "add":
+                with reason(s, f"command line: ketamon user add ({who})"):
+                    user = create_user(
+                        s,
+                        username=args.username,
+                        full_name=args.full_name,
+                        role=args.role,
+                        password=password,
+                        credentials=args.credentials,
+                    )
+                err.write(f"user: added {user.username} ({user.role.value})\n")
+            else:
+                why = args.reason.strip() or "disabled with ketamon user disable"
+                user = disable_user(s, args.username, why=f"{why} ({who})")
+                err.write(f"user: disabled {user.username}\n")
+    finally:
+        engine.dispose()
+    return 0
+
+
 # ---- entry point ---------------------------------------------------------------------------
 
 
@@ -379,13 +523,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from devices.transports import TransportError
     from ketamon.config import ConfigError
     from ketamon.domain.thresholds import ThresholdError
-    from ketamon.storage.database import DatabaseConfigError
+    from ketamon.storage.database import DatabaseConfigError, DatabaseVersionError
+    from ketamon.storage.records import RecordError
+    from ketamon.storage.users import UserError
 
     expected = (
         CommandError,
         ConfigError,
         ThresholdError,
         DatabaseConfigError,
+        DatabaseVersionError,
+        UserError,
+        RecordError,
         TransportError,
         UnknownProtocolError,
         UnknownScenarioError,
@@ -400,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_record(args, sys.stdout, sys.stderr)
         if command == "emulate":
             return cmd_emulate(args, sys.stdout, sys.stderr)
+        if command == "user":
+            return cmd_user(args, sys.stdout, sys.stderr, sys.stdin)
         parser.error(f"unknown command {command!r}")
     except expected as exc:
         sys.stderr.write(f"ketamon: error: {exc}\n")

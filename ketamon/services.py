@@ -1,7 +1,12 @@
 """Application services shared by the GUI wiring and the command line (no Qt, no widgets).
 
-They build monitors from configuration, load the threshold profile, and open the database and
-its writer. Sessions are created and resumed here.
+They build monitors from configuration, load the threshold profile, and open (and upgrade) the
+database. Sessions are created and resumed here; the session-record operations (doses,
+observations, manual vitals, corrections) and users/sign-in come from :mod:`ketamon.storage`
+and are re-exported, so the UI needs only this module.
+
+Record operations take the writer's Session: ``writer.call(lambda s: record_moaas(s, sid, 4,
+now), user_id=user.id)``; the user is taken from there, stored as the author, and audited.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from devices.clock import Clock
@@ -21,14 +26,88 @@ from devices.transports import SerialTransport, TcpTransport, Transport
 from ketamon.config import ChairConfig, Config
 from ketamon.domain.thresholds import ThresholdError, ThresholdProfile, parse_profile
 from ketamon.resources import read_text
-from ketamon.storage.database import create_schema, make_engine
-from ketamon.storage.models import (
-    AlarmRecord,
-    DeviceLinkEvent,
-    Patient,
-    TreatmentSession,
-    TreatmentType,
+from ketamon.storage.database import DatabaseVersionError, make_engine
+from ketamon.storage.migrate import UpgradeResult, upgrade_database
+from ketamon.storage.models import AlarmRecord, DeviceLinkEvent
+from ketamon.storage.records import (
+    OpenSession,
+    RecordError,
+    assign_staff,
+    audit_entries,
+    discharge_session,
+    edit_with_reason,
+    end_session,
+    find_open_session,
+    find_patients,
+    get_or_create_patient,
+    list_open_sessions,
+    profile_in_force,
+    record_cadss,
+    record_esketamine_device,
+    record_manual_vitals,
+    record_moaas,
+    record_note,
+    record_profile,
+    record_rass,
+    record_screening,
+    record_side_effect,
+    resume_session,
+    set_phase,
+    start_infusion,
+    start_session,
+    stop_infusion,
 )
+from ketamon.storage.users import (
+    AuthenticatedUser,
+    AuthError,
+    UserError,
+    authenticate,
+    ensure_demo_users,
+    system_user_id,
+)
+
+__all__ = [
+    "AuthError",
+    "AuthenticatedUser",
+    "DatabaseVersionError",
+    "Monitor",
+    "OpenSession",
+    "RecordError",
+    "UpgradeResult",
+    "UserError",
+    "assign_staff",
+    "audit_entries",
+    "authenticate",
+    "build_monitor",
+    "discharge_session",
+    "edit_with_reason",
+    "end_session",
+    "ensure_demo_users",
+    "find_open_session",
+    "find_patients",
+    "get_or_create_patient",
+    "list_open_sessions",
+    "load_profile",
+    "open_database",
+    "profile_in_force",
+    "record_alarm",
+    "record_cadss",
+    "record_esketamine_device",
+    "record_link_event",
+    "record_manual_vitals",
+    "record_moaas",
+    "record_note",
+    "record_profile",
+    "record_rass",
+    "record_screening",
+    "record_side_effect",
+    "resume_session",
+    "set_phase",
+    "start_infusion",
+    "start_session",
+    "stop_infusion",
+    "system_user_id",
+]
 
 
 def load_profile(config: Config) -> ThresholdProfile:
@@ -61,44 +140,19 @@ def build_monitor(chair: ChairConfig, clock: Clock, *, source: str | None = None
     return Monitor(SerialTransport(chair.port, chair.serial or cls.default_serial), protocol)
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, *, backup_dir: Path | None = None) -> Engine:
+    """Open the database and bring its schema up to date (SQLite: backup first).
+
+    Raises :class:`DatabaseVersionError` for a database written by a newer ketamon and
+    :class:`~ketamon.storage.database.DatabaseConfigError` when it cannot be reached.
+    """
     engine = make_engine(url)
-    create_schema(engine)
+    try:
+        upgrade_database(engine, backup_dir=backup_dir)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
-
-
-def find_open_session(s: Session, chair: str) -> TreatmentSession | None:
-    return s.scalars(
-        select(TreatmentSession)
-        .where(TreatmentSession.chair == chair, TreatmentSession.ended_at.is_(None))
-        .order_by(TreatmentSession.started_at.desc())
-    ).first()
-
-
-def get_or_create_patient(s: Session, mrn: str, first: str, last: str) -> Patient:
-    p = s.scalars(select(Patient).where(Patient.mrn == mrn)).first()
-    if p is None:
-        p = Patient(mrn=mrn, first_name=first, last_name=last)
-        s.add(p)
-        s.flush()
-    return p
-
-
-def start_session(
-    s: Session,
-    *,
-    chair: str,
-    patient: Patient,
-    device: str,
-    started: datetime,
-    treatment: TreatmentType = TreatmentType.OTHER,
-) -> TreatmentSession:
-    ts = TreatmentSession(
-        patient_id=patient.id, chair=chair, device=device, started_at=started, treatment=treatment
-    )
-    s.add(ts)
-    s.flush()
-    return ts
 
 
 def record_link_event(
@@ -117,8 +171,9 @@ def record_alarm(
     message: str,
     when: datetime,
     technical: bool = False,
-    user: str | None = None,
+    user_id: int | None = None,
 ) -> None:
+    """An alarm event as it happened; ``user_id`` is who acted (acknowledged it), if anyone."""
     s.add(
         AlarmRecord(
             session_id=session_id,
@@ -128,6 +183,6 @@ def record_alarm(
             message=message,
             time=when,
             technical=technical,
-            user=user,
+            user_id=user_id,
         )
     )

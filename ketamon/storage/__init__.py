@@ -1,3 +1,8 @@
-"""Storage: SQLAlchemy models, engine set-up, the single writer thread. No Qt here."""
+"""Storage: SQLAlchemy models, migrations, engine set-up, the audit trail, users, the single
+writer thread. No Qt here."""
 
 from __future__ import annotations
+
+# Importing the audit module registers its ORM hooks for every Session in the process, so no
+# write to audited data can skip the trail, whichever module imported the models first.
+from ketamon.storage import audit as _audit  # noqa: F401

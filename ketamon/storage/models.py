@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -138,6 +138,11 @@ class StaffRole(enum.StrEnum):
     PRESCRIBER = "prescriber"  # prescriber on site
     ADMINISTERING = "administering"
     DISCHARGING = "discharging"
+
+
+class PrescriberDecision(enum.StrEnum):
+    PROCEED = "proceed"
+    DELAY = "delay"
 
 
 class DoseKind(enum.StrEnum):
@@ -243,9 +248,7 @@ class TreatmentSession(Base):
     treatment: Mapped[TreatmentType] = mapped_column(
         _enum(TreatmentType), default=TreatmentType.OTHER
     )
-    phase: Mapped[SessionPhase] = mapped_column(
-        _enum(SessionPhase), default=SessionPhase.PRE_DOSE
-    )
+    phase: Mapped[SessionPhase] = mapped_column(_enum(SessionPhase), default=SessionPhase.PRE_DOSE)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     first_dose_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -270,6 +273,24 @@ class TreatmentSession(Base):
     serious_adverse_event: Mapped[bool | None] = mapped_column(Boolean)
     #: "If there were no 2-hour minimum, when would this patient have been ready to leave?"
     ready_to_leave_min: Mapped[int | None] = mapped_column(Integer)
+    # The plan (esketamine 56/84 mg; IV mg/kg over minutes).
+    planned_dose_mg: Mapped[float | None] = mapped_column(Float)
+    planned_mg_per_kg: Mapped[float | None] = mapped_column(Float)
+    planned_minutes: Mapped[float | None] = mapped_column(Float)
+    # Pre-dose screening (clinical.md §8 items 3, 4) and discharge (items 9, 10).
+    fasting_confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    escort_confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    predose_decision: Mapped[PrescriberDecision | None] = mapped_column(_enum(PrescriberDecision))
+    predose_decision_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    predose_decision_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: physician override for a missing pre-dose blood pressure
+    predose_override_reason: Mapped[str | None] = mapped_column(Text)
+    predose_override_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    #: discharge checklist answers, a JSON object {item: true/false}
+    discharge_checklist: Mapped[str | None] = mapped_column(Text)
+    #: physician override for discharge before the minimum observation time
+    early_discharge_reason: Mapped[str | None] = mapped_column(Text)
+    early_discharge_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
 
     patient: Mapped[Patient] = relationship(back_populates="sessions")
     staff: Mapped[list[SessionStaff]] = relationship(back_populates="session")

@@ -1,0 +1,1 @@
+"""Alembic migrations of ketamon's database (run from the package by ketamon.storage.migrate)."""

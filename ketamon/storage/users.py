@@ -1,0 +1,278 @@
+"""Users, roles and sign-in. Passwords are kept only as argon2id hashes.
+
+Users are never deleted (the audit trail names them); they are disabled. The built-in ``system``
+account (made by the first migration, no password, cannot sign in) is the user of automatic
+writes, such as a session opened by ``ketamon record``. Demo accounts (``is_demo``) exist only in
+a database that has no real users.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from ketamon.storage.audit import acting_as, reason
+from ketamon.storage.database import in_session
+from ketamon.storage.models import Role, User, utcnow
+
+SYSTEM_USERNAME = "system"
+MIN_PASSWORD_LENGTH = 8
+#: roles a person can hold (``system`` is the built-in account's alone)
+HUMAN_ROLES = (Role.NURSE, Role.PHYSICIAN, Role.ADMIN, Role.AUDITOR)
+DEMO_PASSWORD = "demo"
+DEMO_USERS = (
+    ("nurse", "Demo Nurse (DEMO)", Role.NURSE, "RN"),
+    ("doctor", "Demo Physician (DEMO)", Role.PHYSICIAN, "MD"),
+    ("admin", "Demo Admin (DEMO)", Role.ADMIN, ""),
+)
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+#: argon2id with the library's RFC 9106 "low memory" defaults (t=3, m=64 MiB, p=4)
+HASHER = PasswordHasher()
+#: demo accounts' password is printed in the README: hashing it hard protects nothing and would
+#: only slow the demo's start. Still argon2id; never used for a real account.
+DEMO_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+class UserError(ValueError):
+    """A user-management request that cannot be done; the message says why."""
+
+
+class AuthError(Exception):
+    """Sign-in refused. The message is safe to show (it does not say which part was wrong)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    id: int
+    username: str
+    full_name: str
+    role: Role
+
+    @property
+    def is_physician(self) -> bool:
+        return self.role is Role.PHYSICIAN
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    id: int
+    username: str
+    full_name: str
+    role: Role
+    credentials: str
+    active: bool
+    is_demo: bool
+    created_at: str
+    last_login_at: str | None
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "full_name": self.full_name,
+            "role": self.role.value,
+            "credentials": self.credentials,
+            "active": self.active,
+            "demo": self.is_demo,
+            "created_at": self.created_at,
+            "last_login_at": self.last_login_at,
+        }
+
+
+# ---- passwords ---------------------------------------------------------------------------------
+
+
+def check_password_rules(password: str) -> None:
+    if not password or not password.strip():
+        raise UserError("the password must not be empty")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
+
+
+def hash_password(password: str) -> str:
+    return HASHER.hash(password)
+
+
+# Verifying against this when the user does not exist keeps sign-in time the same either way.
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = HASHER.hash("not a password of anyone")
+    return _DUMMY_HASH
+
+
+def normalise_username(username: str) -> str:
+    name = username.strip().lower()
+    if not _USERNAME.match(name):
+        raise UserError(
+            f"invalid username {username!r}: use 2–64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+# ---- accounts ----------------------------------------------------------------------------------
+
+
+def system_user_id(target: Engine | Session) -> int:
+    def op(s: Session) -> int:
+        uid = s.scalar(select(User.id).where(User.username == SYSTEM_USERNAME))
+        if uid is None:
+            raise UserError("the built-in 'system' account is missing: the database is damaged")
+        return int(uid)
+
+    return in_session(target, op)
+
+
+def create_user(
+    s: Session,
+    *,
+    username: str,
+    full_name: str,
+    role: Role | str,
+    password: str,
+    credentials: str = "",
+    is_demo: bool = False,
+) -> User:
+    """Add a person; the caller's Session names who is adding them (``acting_as``)."""
+    name = normalise_username(username)
+    if name == SYSTEM_USERNAME:
+        raise UserError(f"{SYSTEM_USERNAME!r} is the built-in account; choose another username")
+    try:
+        role = Role(role)
+    except ValueError:
+        raise UserError(
+            f"unknown role {role!r}: choose one of {', '.join(r.value for r in HUMAN_ROLES)}"
+        ) from None
+    if role not in HUMAN_ROLES:
+        raise UserError(f"role {role.value!r} cannot be given to a person")
+    full_name = full_name.strip()
+    if not full_name:
+        raise UserError("the full name must not be empty")
+    if not is_demo:
+        check_password_rules(password)
+    if s.scalar(select(User.id).where(User.username == name)) is not None:
+        raise UserError(f"user {name!r} already exists")
+    user = User(
+        username=name,
+        full_name=full_name,
+        role=role,
+        credentials=credentials.strip(),
+        password_hash=DEMO_HASHER.hash(password) if is_demo else hash_password(password),
+        active=True,
+        is_demo=is_demo,
+    )
+    s.add(user)
+    s.flush()
+    return user
+
+
+def _info(u: User) -> UserInfo:
+    return UserInfo(
+        id=u.id,
+        username=u.username,
+        full_name=u.full_name,
+        role=u.role,
+        credentials=u.credentials,
+        active=u.active,
+        is_demo=u.is_demo,
+        created_at=u.created_at.isoformat(),
+        last_login_at=u.last_login_at.isoformat() if u.last_login_at else None,
+    )
+
+
+def list_users(target: Engine | Session, *, include_system: bool = True) -> list[UserInfo]:
+    def op(s: Session) -> list[UserInfo]:
+        q = select(User).order_by(User.username)
+        if not include_system:
+            q = q.where(User.role != Role.SYSTEM)
+        return [_info(u) for u in s.scalars(q)]
+
+    return in_session(target, op)
+
+
+def disable_user(s: Session, username: str, *, why: str = "account disabled") -> User:
+    name = normalise_username(username)
+    if name == SYSTEM_USERNAME:
+        raise UserError("the built-in 'system' account cannot be disabled")
+    user = s.scalars(select(User).where(User.username == name)).first()
+    if user is None:
+        raise UserError(f"no user {name!r}")
+    if not user.active:
+        raise UserError(f"user {name!r} is already disabled")
+    with reason(s, why):
+        user.active = False
+        user.disabled_at = utcnow()
+    return user
+
+
+def authenticate(target: Engine | Session, username: str, password: str) -> AuthenticatedUser:
+    """Check a username and password; record the sign-in. Raises :class:`AuthError`."""
+
+    def op(s: Session) -> AuthenticatedUser:
+        try:
+            name = normalise_username(username)
+        except UserError:
+            name = ""
+        user = s.scalars(select(User).where(User.username == name)).first() if name else None
+        stored = user.password_hash if user is not None else None
+        try:
+            HASHER.verify(stored or _dummy_hash(), password)
+            ok = stored is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+        if not ok or user is None:
+            raise AuthError("unknown username or wrong password")
+        if not user.active:
+            raise AuthError(f"the account {user.username!r} is disabled")
+        with acting_as(s, user.id):
+            if not user.is_demo and HASHER.check_needs_rehash(stored or ""):
+                user.password_hash = hash_password(password)
+            user.last_login_at = utcnow()
+            s.flush()
+        return AuthenticatedUser(user.id, user.username, user.full_name, user.role)
+
+    return in_session(target, op)
+
+
+def ensure_demo_users(target: Engine | Session) -> list[str]:
+    """Create the demo accounts (password ``demo``) if missing; return the usernames made.
+
+    Refused in a database that has real (non-demo) users: a known password must never open a
+    clinic's records.
+    """
+
+    def op(s: Session) -> list[str]:
+        real = s.scalars(
+            select(User.username).where(User.role != Role.SYSTEM, User.is_demo.is_(False))
+        ).first()
+        if real is not None:
+            raise UserError(
+                "this database has real users; demo accounts are only made in a demo database"
+            )
+        made: list[str] = []
+        with acting_as(s, system_user_id(s)):
+            for username, full_name, role, creds in DEMO_USERS:
+                if s.scalar(select(User.id).where(User.username == username)) is None:
+                    create_user(
+                        s,
+                        username=username,
+                        full_name=full_name,
+                        role=role,
+                        password=DEMO_PASSWORD,
+                        credentials=creds,
+                        is_demo=True,
+                    )
+                    made.append(username)
+        return made
+
+    return in_session(target, op)
