@@ -66,14 +66,13 @@ def bench_decode() -> None:
         except Exception as exc:  # a protocol not built yet is reported, not fatal
             print(f"decode_{name}: unavailable ({type(exc).__name__}: {exc})")
             continue
-        proto = cls(source="bench")
         now = utcnow()
         chunk = 256
         reps = max(1, int(2_000_000 / max(len(capture), 1)))
         t0 = time.perf_counter()
         n = 0
         for _ in range(reps):
-            proto.reset()
+            proto = cls(source="bench")  # fresh: de-duplication memory survives reset()
             for i in range(0, len(capture), chunk):
                 n += len(proto.feed(capture[i : i + chunk], now))
         dt = time.perf_counter() - t0
@@ -89,7 +88,12 @@ def bench_ingest() -> None:
     from sqlalchemy.orm import Session
 
     from devices.readings import Quality, make_reading
-    from ketamon.services import get_or_create_patient, open_database, start_session
+    from ketamon.services import (
+        get_or_create_patient,
+        open_database,
+        start_session,
+        system_user_id,
+    )
     from ketamon.storage.models import VitalReading
     from ketamon.storage.writer import DatabaseWriter
 
@@ -101,7 +105,7 @@ def bench_ingest() -> None:
     ]
     with tempfile.TemporaryDirectory() as d:
         engine = open_database(f"sqlite:///{d}/bench.sqlite3")
-        writer = DatabaseWriter(engine).start()
+        writer = DatabaseWriter(engine, user_id=system_user_id(engine)).start()
 
         def mk(s: Session) -> int:
             p = get_or_create_patient(s, "B", "B", "B")
@@ -143,10 +147,13 @@ def bench_ingest() -> None:
         con = sqlite3.connect(f"{d}/raw.sqlite3")
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
+        # The same shape as vital_reading, with its (session_id, host_time) index.
         con.execute(
             "CREATE TABLE r (id INTEGER PRIMARY KEY, session_id INT, parameter TEXT, value REAL,"
-            " unit TEXT, mdc TEXT, host_time TEXT, device_time TEXT, quality INT, source TEXT)"
+            " unit TEXT, mdc TEXT, host_time TEXT, device_time TEXT, quality INT, source TEXT,"
+            " entered_by_id INT)"
         )
+        con.execute("CREATE INDEX r_session_time ON r (session_id, host_time)")
         rows = [
             (1, r.parameter, r.value, r.unit, r.mdc, r.host_time.isoformat(), None, 8, "bench")
             for r in readings

@@ -1,38 +1,35 @@
-"""GUI wiring: the station (database, writer, chairs) and the main window. Nothing else."""
+"""GUI wiring: the station (database, writer, chairs, session models) and the main window."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QMessageBox
 from sqlalchemy.orm import Session
 
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
-from devices.supervisor import StatusEvent
+from devices.protocols.simulator import SimulatorProtocol
 from devices.transports import Transport
 from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
 from ketamon.config import ChairConfig, Config
-from ketamon.domain.alarms import AlarmEvent
-from ketamon.domain.session_clock import SessionClock
 from ketamon.domain.thresholds import ThresholdProfile
+from ketamon.model.chair_session import ChairSessionModel
+from ketamon.model.types import CurrentUser, PatientDetails
 from ketamon.paths import AppPaths
-from ketamon.services import (
-    build_monitor,
-    find_open_session,
-    get_or_create_patient,
-    open_database,
-    record_alarm,
-    record_link_event,
-    start_session,
-)
-from ketamon.storage.models import TreatmentSession
+from ketamon.services import build_monitor, open_database
+from ketamon.session_store import WriterSessionStore
+from ketamon.storage import records
+from ketamon.storage.models import RemsEnrolment
+from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
 from ketamon.storage.writer import DatabaseWriter
 from ketamon.ui import theme
 from ketamon.ui.chair_view import ChairViewWidget
+from ketamon.ui.login import LoginDialog, ResumeSessionsDialog
 from ketamon.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -41,125 +38,156 @@ DEMO_CHAIRS = (
     ChairConfig(name="Chair 1", protocol="simulator", scenario="bp_rise"),
     ChairConfig(name="Chair 2", protocol="simulator", scenario="desaturation"),
 )
-DEMO_PATIENTS = (("DEMO-0001", "Alex", "Demo"), ("DEMO-0002", "Sam", "Sample"))
-
-
-@dataclass
-class ChairRuntime:
-    config: ChairConfig
-    acquisition: ChairAcquisition
-    session_id: int
-    started: datetime
-    first_dose: datetime | None = None
-    patient_label: str = ""
-
-    def session_clock(self) -> SessionClock:
-        return SessionClock(self.started, self.first_dose)
+DEMO_PATIENTS = (
+    PatientDetails("DEMO-0001", "Alex", "Demo", weight_kg=78.0, rems_enrolled=True, sex="female"),
+    PatientDetails("DEMO-0002", "Sam", "Sample", weight_kg=91.0, rems_enrolled=True, sex="male"),
+    PatientDetails("DEMO-0003", "Robin", "Example", weight_kg=64.0, rems_enrolled=False),
+)
+DEMO_NURSE = ("nurse", "demo")
 
 
 @dataclass
 class Station:
-    """Everything one station runs: the database writer and one acquisition per chair."""
+    """Everything one station runs: the database writer and one acquisition + model per chair."""
 
     database_url: str
     profile: ThresholdProfile
     clock: Clock = field(default_factory=SystemClock)
-    chairs: list[ChairRuntime] = field(default_factory=list)
+    backup_dir: Path | None = None
+    profile_origin: str = ""
+    chairs: list[ChairAcquisition] = field(default_factory=list)
+    models: list[ChairSessionModel] = field(default_factory=list)
     writer: DatabaseWriter | None = None
+    store: WriterSessionStore | None = None
+    user: CurrentUser | None = None
 
     def open(self) -> None:
-        engine = open_database(self.database_url)
+        engine = open_database(self.database_url, backup_dir=self.backup_dir)
         self.writer = DatabaseWriter(engine).start()
+        self.store = WriterSessionStore(self.writer, engine, self.profile, self.profile_origin)
 
-    def add_chair(
-        self, chair: ChairConfig, patient: tuple[str, str, str], *, demo_dose: bool = False
-    ) -> ChairRuntime:
+    @property
+    def engine(self) -> object:
+        assert self.writer is not None
+        return self.writer.engine
+
+    # ---- users -------------------------------------------------------------------------------
+    def authenticate(self, username: str, password: str) -> CurrentUser:
+        assert self.writer is not None
+        u = authenticate(self.writer.engine, username, password)
+        return CurrentUser(u.id, u.username, u.full_name, u.role.value)
+
+    def sign_in(self, username: str, password: str) -> CurrentUser:
+        self.user = self.authenticate(username, password)
+        assert self.writer is not None
+        self.writer.user_id = self.user.id
+        return self.user
+
+    def current_user(self) -> CurrentUser:
+        if self.user is None:
+            raise AuthError("nobody is signed in")
+        return self.user
+
+    def prepare_demo(self) -> None:
+        assert self.writer is not None
+        ensure_demo_users(self.writer.engine)
+        self.sign_in(*DEMO_NURSE)
         writer = self.writer
-        assert writer is not None
-        now = self.clock.now()
-        mrn, first, last = patient
+        for p in DEMO_PATIENTS:
 
-        def create(s: Session) -> tuple[int, datetime, datetime | None]:
-            existing = find_open_session(s, chair.name)
-            if existing is not None:
-                return existing.id, existing.started_at, existing.first_dose_at
-            p = get_or_create_patient(s, mrn, first, last)
-            ts = start_session(s, chair=chair.name, patient=p, device=chair.protocol, started=now)
-            return ts.id, ts.started_at, ts.first_dose_at
+            def create(s: Session, p: PatientDetails = p) -> None:
+                rems = RemsEnrolment.ENROLLED if p.rems_enrolled else RemsEnrolment.NOT_ENROLLED
+                records.get_or_create_patient(
+                    s,
+                    p.mrn,
+                    p.first_name,
+                    p.last_name,
+                    weight_kg=p.weight_kg,
+                    rems_enrolment=rems,
+                )
 
-        session_id, started, first_dose = writer.call(create)
-        if demo_dose and first_dose is None and chair.protocol == "simulator":
-            # Until dosing is logged by the nurse (chair screen), the demo marks the dose at the
-            # scenario's own dose time so the chart's axis runs in minutes since the dose.
-            from devices.scenarios import get_scenario
+            writer.call(create)
 
-            first_dose = started + timedelta(seconds=get_scenario(chair.scenario).dose_at_s)
-            sid, fd = session_id, first_dose
-
-            def set_dose(s: Session) -> None:
-                ts = s.get(TreatmentSession, sid)
-                if ts is not None:
-                    ts.first_dose_at = fd
-
-            writer.call(set_dose)
+    # ---- chairs ------------------------------------------------------------------------------
+    def add_chair(self, chair: ChairConfig) -> ChairSessionModel:
+        assert self.store is not None
         clock = self.clock
 
         def make() -> tuple[Transport, DeviceProtocol]:
             m = build_monitor(chair, clock)
+            if isinstance(m.protocol, SimulatorProtocol):
+                m.protocol.follow_dose = True  # the simulated patient responds to logged doses
             return m.transport, m.protocol
 
-        spec = MonitorSpec(make=make, description=chair.protocol)
-        acq = ChairAcquisition(
-            chair.name,
-            spec,
-            self.profile,
-            sink=lambda readings: writer.submit_readings(session_id, readings),
-            clock=self.clock,
+        desc = (
+            "simulator"
+            if chair.protocol == "simulator"
+            else (f"{chair.protocol} on {chair.port or chair.tcp}")
         )
-        acq.set_first_dose(first_dose)
-        runtime = ChairRuntime(chair, acq, session_id, started, first_dose, f"{first} {last}")
-        acq.sig_alarm_changed.connect(lambda e: self._store_alarm(runtime, e))
-        acq.sig_link_changed.connect(lambda e: self._store_link(runtime, e))
-        self.chairs.append(runtime)
-        return runtime
+        acq = ChairAcquisition(
+            chair.name, MonitorSpec(make=make, description=desc), self.profile, clock=clock
+        )
+        model = ChairSessionModel(acq, self.store, self.current_user)
+        self.chairs.append(acq)
+        self.models.append(model)
+        return model
 
-    def _store_alarm(self, chair: ChairRuntime, e: AlarmEvent) -> None:
-        if self.writer is not None:
-            self.writer.submit(
-                lambda s: record_alarm(
-                    s,
-                    chair.session_id,
-                    key=e.key,
-                    action=e.action.value,
-                    priority=e.priority.label,
-                    message=e.message,
-                    when=e.time,
-                    technical=e.technical,
-                )
+    def open_sessions(self) -> list[tuple[int, str]]:
+        assert self.store is not None
+        names = {m.chair.name for m in self.models}
+        return [
+            (
+                i.session_id,
+                f"{i.chair}: {i.patient.label}, started "
+                f"{i.started.astimezone().strftime('%Y-%m-%d %H:%M')}",
             )
+            for i in self.store.open_sessions()
+            if i.chair in names
+        ]
 
-    def _store_link(self, chair: ChairRuntime, e: StatusEvent) -> None:
-        if self.writer is not None:
-            self.writer.submit(
-                lambda s: record_link_event(s, chair.session_id, e.state.value, e.reason, e.time)
-            )
+    def resume(self, session_ids: Sequence[int]) -> None:
+        assert self.store is not None
+        wanted = set(session_ids)
+        for info in self.store.open_sessions():
+            if info.session_id not in wanted:
+                continue
+            for m in self.models:
+                if m.chair.name == info.chair and m.session is None:
+                    assert self.writer is not None
+
+                    def resume(s: Session, sid: int = info.session_id) -> None:
+                        records.resume_session(s, sid)
+
+                    self.writer.call(resume)
+                    m.resume(info)
 
     def start(self) -> None:
         for c in self.chairs:
-            c.acquisition.start()
+            c.start()
 
     def shutdown(self) -> None:
         for c in self.chairs:
-            c.acquisition.stop()
+            c.stop()
         if self.writer is not None:
             self.writer.stop()
+            self.writer.engine.dispose()
             self.writer = None
 
 
 def build_window(station: Station, title: str) -> MainWindow:
-    window = MainWindow(title)
-    for c in station.chairs:
-        window.add_chair(ChairViewWidget(c.acquisition, c.session_clock, c.patient_label))
+    user = station.user
+    window = MainWindow(title, f"Signed in: {user.full_name} ({user.role})" if user else "")
+    window.setStyleSheet(theme.stylesheet())
+    store = station.store
+    assert store is not None
+    window.set_chairs(
+        [
+            ChairViewWidget(
+                m, find_patients=store.find_patients, authenticate=station.authenticate
+            )
+            for m in station.models
+        ]
+    )
     return window
 
 
@@ -172,16 +200,17 @@ def make_station(
     demo: bool,
     clock: Clock | None = None,
 ) -> Station:
-    station = Station(database_url=database_url, profile=profile, clock=clock or SystemClock())
+    station = Station(
+        database_url=database_url,
+        profile=profile,
+        clock=clock or SystemClock(),
+        backup_dir=paths.backups_dir,
+    )
     station.open()
-    chairs = DEMO_CHAIRS if demo else config.chairs
-    for i, chair in enumerate(chairs):
-        patient = (
-            DEMO_PATIENTS[i % len(DEMO_PATIENTS)]
-            if demo
-            else (f"UNASSIGNED-{chair.name}", "Unassigned", chair.name)
-        )
-        station.add_chair(chair, patient, demo_dose=demo)
+    if demo:
+        station.prepare_demo()
+    for chair in DEMO_CHAIRS if demo else config.chairs:
+        station.add_chair(chair)
     return station
 
 
@@ -199,15 +228,29 @@ def run_gui(
     app.setApplicationName("ketamon")
     app.setStyleSheet(theme.stylesheet())
     station = make_station(paths, config, profile, database_url, demo=demo, clock=clock)
-    title = "ketamon — DEMO (simulated monitors)" if demo else "ketamon"
+    if station.user is None:
+        dialog: LoginDialog[CurrentUser] = LoginDialog(
+            station.sign_in,
+            hint="Accounts are managed with 'ketamon user add'.",
+        )
+        if dialog.exec() != LoginDialog.DialogCode.Accepted:
+            station.shutdown()
+            return 1
+    title = "ketamon — DEMO (simulated monitors, demo database)" if demo else "ketamon"
     window = build_window(station, title)
-    if not station.chairs:
+    if not station.models:
         QMessageBox.information(
             window,
             "No chairs configured",
             f"No monitors are configured. Add [[chair]] tables to {paths.config_file}, "
             "or run 'ketamon demo' to try the app with simulated monitors.",
         )
+    open_sessions = station.open_sessions()
+    if open_sessions:
+        resume = ResumeSessionsDialog(open_sessions, window)
+        if resume.exec() == ResumeSessionsDialog.DialogCode.Accepted:
+            station.resume(resume.selected())
+    app.aboutToQuit.connect(window.stop)
     app.aboutToQuit.connect(station.shutdown)
     station.start()
     window.show()

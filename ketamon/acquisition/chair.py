@@ -141,6 +141,13 @@ class ChairAcquisition(QObject):
         if isinstance(proto, DoseAware):
             proto.set_dose_time(when)
 
+    def acknowledge_all(self) -> list[AlarmEvent]:
+        with self._alarm_lock:
+            events = self.alarms.acknowledge_all(self.clock.now())
+        for e in events:
+            self.sig_alarm_changed.emit(e)
+        return events
+
     def acknowledge(self, key: str) -> list[AlarmEvent]:
         with self._alarm_lock:
             events = self.alarms.acknowledge(key, self.clock.now())

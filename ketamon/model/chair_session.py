@@ -263,6 +263,18 @@ class ChairSessionModel(QObject):
         )
         self.session = _Session(sid, patient, plan, now)
         self._session_id = sid
+        # The record starts with the monitor's state at that moment.
+        state = self.chair.link_state
+        self.store.record_link(
+            sid,
+            StatusEvent(
+                self.chair.name,
+                state,
+                state,
+                f"at session start: {self.chair.link_reason or state.value}",
+                now,
+            ),
+        )
         self.chair.set_first_dose(None)
         self._changed()
         return sid
@@ -293,8 +305,10 @@ class ChairSessionModel(QObject):
                 problems.append(f"Pre-dose BP {sys:g}/{dia:g} is not plausible")
         if screening.hr is not None and not 20 <= screening.hr <= 250:
             problems.append(f"Pre-dose HR {screening.hr:g} is not plausible")
-        if screening.decision is not None and not screening.decision_by.strip():
-            problems.append("Name the prescriber who made the decision")
+        if screening.decision is not None and screening.decision_by_id is None:
+            problems.append("The prescriber must sign in to record the decision")
+        if screening.override_reason.strip() and screening.override_by_id is None:
+            problems.append("A physician must sign in to override the missing BP")
         if problems:
             raise ActionRefused(problems)
         now = self.now()
@@ -363,6 +377,19 @@ class ChairSessionModel(QObject):
         now = self.now()
         self.store.stop_infusion(s.infusion_id, self.user, now)
         s.infusion_stop = now
+        self._changed()
+
+    def log_other_treatment(self) -> None:
+        """Start of a treatment other than esketamine or IV ketamine: starts the clock."""
+        s = self._require_session()
+        if s.first_dose is not None:
+            raise ActionRefused(["The treatment start is already logged"])
+        reasons = self.dose_blockers()
+        if reasons:
+            raise ActionRefused(reasons)
+        now = self.now()
+        self.store.record_note(s.id, "Treatment started", self.user, now)
+        self._set_first_dose(now)
         self._changed()
 
     def _set_first_dose(self, when: datetime) -> None:
@@ -547,12 +574,22 @@ class ChairSessionModel(QObject):
         now = self.now()
         assert s.first_dose is not None
         total = total_duration_min(s.first_dose, now)
+        dosed = s.first_dose
         outcome = DischargeOutcome(
             checklist=dict(checklist),
             ready_to_leave_min=ready_to_leave_min,
             early_override_reason=early_override_reason.strip(),
             override_by=override_by.username if override_by else "",
+            override_by_id=override_by.id if override_by else None,
             total_duration_min=total,
+            sedation=any(score < 5 for t, score in s.moaas if t >= dosed),
+            dissociation=any(c > 4 for t, c in s.cadss if t >= dosed)
+            or any(e.key == "dissociation" for e in s.side_effects),
+            respiratory_depression=any(e.key == "respiratory_depression" for e in s.side_effects),
+            serious_adverse_event=any(bool(e.serious) for e in s.side_effects),
+            pulse_oximetry_used=self.chair.buffers.count("spo2") > 0,
+            vitals_ok_end=bool(checklist.get(ChecklistItem.SPO2_RR_OK))
+            and bool(checklist.get(ChecklistItem.BP_BASELINE)),
         )
         self.store.discharge(s.id, outcome, self.user, now)
         s.discharged = now

@@ -67,7 +67,9 @@ class Screening:
     rems_enrolled: bool | None = None
     decision: PrescriberDecision | None = None
     decision_by: str = ""
+    decision_by_id: int | None = None  # the prescriber who signed in to record it
     override_reason: str = ""  # physician override for a missing pre-dose BP
+    override_by_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,15 @@ class DischargeOutcome:
     ready_to_leave_min: int
     early_override_reason: str = ""
     override_by: str = ""
+    override_by_id: int | None = None
     total_duration_min: int = 0
+    # REMS Patient Monitoring Form answers, derived from the record at discharge
+    sedation: bool = False
+    dissociation: bool = False
+    respiratory_depression: bool = False
+    serious_adverse_event: bool = False
+    pulse_oximetry_used: bool = False
+    vitals_ok_end: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,141 +1,298 @@
-"""One chair: status line, live chart, big numerics, and the list of active flags."""
+"""One chair: header with clock and countdown, live chart (or an entry panel), big numerics,
+what is due, and the active flags; an action bar with large buttons and shortcuts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
 
-from PySide6.QtCore import QTimer
-from PySide6.QtGui import QColor
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from devices.supervisor import LinkState, StatusEvent
-from ketamon.acquisition.chair import ChairAcquisition
-from ketamon.domain.alarms import AlarmAction, AlarmEvent
-from ketamon.domain.session_clock import SessionClock
-from ketamon.domain.thresholds import Priority
-from ketamon.ui import theme
+from ketamon.domain.prompts import Prompt, PromptKind, PromptState
+from ketamon.domain.session_rules import Phase
+from ketamon.model.chair_session import ChairSessionModel
+from ketamon.model.types import CurrentUser, PatientDetails
+from ketamon.ui.alarm_panel import AlarmPanel
 from ketamon.ui.chart import TrendChartWidget
 from ketamon.ui.numerics import NumericsPanel
+from ketamon.ui.panels import (
+    CadssPanel,
+    DischargePanel,
+    DosePanel,
+    MoaasPanel,
+    NotePanel,
+    Panel,
+    ScreeningPanel,
+    SideEffectsPanel,
+    StartSessionPanel,
+    SymptomPanel,
+    VitalsPanel,
+)
 
 LINK_TEXT = {
-    LinkState.CONNECTING: "CONNECTING — monitor not connected",
-    LinkState.NEGOTIATING: "NEGOTIATING — waiting for data",
-    LinkState.STREAMING: "STREAMING",
-    LinkState.STOPPED: "STOPPED",
+    LinkState.CONNECTING: "MONITOR NOT CONNECTED",
+    LinkState.NEGOTIATING: "MONITOR: waiting for data",
+    LinkState.STREAMING: "MONITOR: streaming",
+    LinkState.STOPPED: "MONITOR: stopped",
+}
+
+#: (panel key, button text, shortcut)
+ACTIONS = (
+    ("start", "New session", "F1"),
+    ("screening", "Pre-dose check", "F8"),
+    ("dose", "Dose", "F2"),
+    ("moaas", "MOAA/S", "F3"),
+    ("cadss", "CADSS", "F4"),
+    ("side_effects", "Side effects", "F5"),
+    ("note", "Note", "F6"),
+    ("vitals", "Vitals by hand", "F7"),
+    ("discharge", "Discharge", "F9"),
+)
+PROMPT_PANEL = {
+    PromptKind.PREDOSE_BP: "screening",
+    PromptKind.BP_40: "vitals",
+    PromptKind.VITALS: "vitals",
+    PromptKind.MOAAS: "moaas",
+    PromptKind.CADSS: "cadss",
 }
 
 
 class ChairViewWidget(QWidget):
     def __init__(
         self,
-        chair: ChairAcquisition,
-        session_clock: Callable[[], SessionClock],
-        patient_label: str,
+        model: ChairSessionModel,
+        *,
+        find_patients: Callable[[str], list[PatientDetails]] = lambda q: [],
+        authenticate: Callable[[str, str], CurrentUser] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.chair = chair
-        self._session_clock = session_clock
-        self._now: Callable[[], datetime] = chair.clock.now
+        self.model = model
+        self.chair = model.chair
         root = QVBoxLayout(self)
-        root.setContentsMargins(6, 6, 6, 6)
+        root.setContentsMargins(6, 4, 6, 4)
         header = QHBoxLayout()
-        self.title = QLabel(f"<b>{chair.name}</b> · {patient_label}")
-        self.title.setStyleSheet("font-size: 14pt")
+        self.title = QLabel(f"<b>{self.chair.name}</b>")
+        self.title.setStyleSheet("font-size: 15pt")
+        self.phase_label = QLabel("")
+        self.phase_label.setStyleSheet("font-size: 13pt; color: #c9d3dc")
         self.clock_label = QLabel("")
-        self.clock_label.setStyleSheet("font-size: 14pt")
+        self.clock_label.setObjectName("observationCountdown")
+        self.clock_label.setStyleSheet("font-size: 15pt; font-weight: bold")
         self.link_label = QLabel(LINK_TEXT[LinkState.STOPPED])
         self.link_label.setObjectName("chairStatus")
         header.addWidget(self.title)
+        header.addSpacing(12)
+        header.addWidget(self.phase_label)
         header.addStretch(1)
         header.addWidget(self.clock_label)
-        header.addSpacing(20)
+        header.addSpacing(16)
         header.addWidget(self.link_label)
         root.addLayout(header)
         body = QHBoxLayout()
+        self.stack = QStackedWidget()
         self.chart = TrendChartWidget(
-            chair.buffers, chair.alarms.profile, session_clock, self._now
+            self.chair.buffers, self.chair.alarms.profile, model.session_clock, model.now
         )
-        body.addWidget(self.chart, 4)
-        side = QVBoxLayout()
+        self.stack.addWidget(self.chart)
+        self.panels: dict[str, Panel] = {
+            "start": StartSessionPanel(model, find_patients),
+            "screening": ScreeningPanel(model, authenticate),
+            "dose": DosePanel(model),
+            "moaas": MoaasPanel(model),
+            "cadss": CadssPanel(model),
+            "side_effects": SideEffectsPanel(model),
+            "note": NotePanel(model),
+            "vitals": VitalsPanel(model),
+            "symptoms": SymptomPanel(model),
+            "discharge": DischargePanel(model, authenticate),
+        }
+        for p in self.panels.values():
+            self.stack.addWidget(p)
+            p.sig_done.connect(self.show_chart)
+        body.addWidget(self.stack, 4)
+        side_widget = QWidget()
+        side_widget.setFixedWidth(360)
+        side = QVBoxLayout(side_widget)
+        side.setContentsMargins(0, 0, 0, 0)
         self.numerics = NumericsPanel()
-        side.addWidget(self.numerics, 3)
-        self.alarm_list = QListWidget()
-        self.alarm_list.setObjectName("alarmList")
-        side.addWidget(QLabel("Active flags (advisory)"))
-        side.addWidget(self.alarm_list, 2)
-        self.ack_button = QPushButton("ACKNOWLEDGED")
-        self.ack_button.setToolTip("Acknowledge the selected flag (Ctrl+K)")
-        self.ack_button.clicked.connect(self._on_ack_button_clicked)
-        side.addWidget(self.ack_button)
-        body.addLayout(side, 1)
+        side.addWidget(self.numerics)
+        due_head = QLabel("Due")
+        due_head.setStyleSheet("color: #9aa5b1")
+        side.addWidget(due_head)
+        self.prompt_box = QVBoxLayout()
+        side.addLayout(self.prompt_box)
+        self.prompt_buttons: list[QPushButton] = []
+        self.alarm_panel = AlarmPanel(self.chair.alarms.active)
+        self.alarm_panel.sig_acknowledge_requested.connect(self._on_acknowledge_requested)
+        side.addWidget(self.alarm_panel, 1)
+        body.addWidget(side_widget)
         root.addLayout(body, 1)
-        chair.sig_alarm_changed.connect(self._on_chair_alarm_changed)
-        chair.sig_link_changed.connect(self._on_chair_link_changed)
+        bar = QHBoxLayout()
+        self.action_buttons: dict[str, QPushButton] = {}
+        for key, text, shortcut in ACTIONS:
+            b = QPushButton(f"{text}\n{shortcut}")
+            b.setMinimumHeight(46)
+            b.setToolTip(f"{text} ({shortcut})")
+            b.clicked.connect(lambda _=False, k=key: self.open_panel(k))
+            bar.addWidget(b)
+            self.action_buttons[key] = b
+            sc = QShortcut(QKeySequence(shortcut), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(lambda k=key: self.open_panel(k))
+        back = QShortcut(QKeySequence("Esc"), self)
+        back.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        back.activated.connect(self.show_chart)
+        root.addLayout(bar)
+        model.sig_changed.connect(self._on_model_changed)
+        model.sig_symptom_check_requested.connect(self._on_symptom_check_requested)
+        self.chair.sig_link_changed.connect(self._on_chair_link_changed)
         self._tick = QTimer(self)
         self._tick.setInterval(500)
         self._tick.timeout.connect(self._on_tick_timeout)
-        self.alarm_log: list[AlarmEvent] = []
+        self._prompt_keys: list[tuple[str, str]] = []
+        self._refresh_actions()
 
+    # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         self.chart.start()
+        self.alarm_panel.start()
         self._tick.start()
+        self._on_tick_timeout()
 
     def stop(self) -> None:
         self.chart.stop()
+        self.alarm_panel.stop()
         self._tick.stop()
+
+    # ---- navigation -------------------------------------------------------------------------
+    def open_panel(self, key: str) -> None:
+        panel = self.panels[key]
+        panel.refresh()
+        self.stack.setCurrentWidget(panel)
+
+    def show_chart(self) -> None:
+        self.stack.setCurrentWidget(self.chart)
+        self._refresh_actions()
+
+    def current_panel(self) -> str | None:
+        w = self.stack.currentWidget()
+        for k, p in self.panels.items():
+            if p is w:
+                return k
+        return None
 
     # ---- slots ------------------------------------------------------------------------------
     def _on_tick_timeout(self) -> None:
-        now = self._now()
-        clock = self._session_clock()
+        self.model.tick()
+        now: datetime = self.model.now()
+        clock = self.model.session_clock()
         self.numerics.update_values(self.chair.buffers.latest(), now)
-        m = clock.minutes(now)
-        if clock.first_dose is None:
-            self.clock_label.setText(f"pre-dose · {m:.0f} min since session start")
+        s = self.model.session
+        if s is None:
+            self.clock_label.setText("No session")
+        elif s.discharged is not None:
+            self.clock_label.setText("Discharged")
+        elif clock.first_dose is None:
+            self.clock_label.setText(f"Pre-dose · {clock.minutes(now):.0f} min since start")
         else:
             left = clock.observation_remaining_min(now) or 0.0
-            self.clock_label.setText(f"T+{m:.0f} min · 2-h observation: {left:.0f} min left")
+            m = clock.minutes(now)
+            self.clock_label.setText(
+                f"T+{m:.0f} min · "
+                + (f"2-h observation: {left:.0f} min left" if left > 0 else "2 h complete")
+            )
+        ph = self.model.phase()
+        self.phase_label.setText(
+            "" if s is None else f"{s.patient.label} · {ph.label if ph else ''}"
+        )
+        self._refresh_prompts()
+        current = self.current_panel()
+        if current in ("dose", "discharge"):
+            panel = self.panels[current]
+            tick = getattr(panel, "tick", None)
+            if callable(tick):
+                tick()
+
+    def _refresh_prompts(self) -> None:
+        ps = [p for p in self.model.prompts() if p.state is not PromptState.DONE][:3]
+        keys = [(p.label, p.state.value) for p in ps]
+        if keys == self._prompt_keys:
+            return
+        self._prompt_keys = keys
+        for b in self.prompt_buttons:
+            self.prompt_box.removeWidget(b)
+            b.deleteLater()
+        self.prompt_buttons = []
+        for p in ps:
+            b = QPushButton(_prompt_text(p))
+            b.setMinimumHeight(30)
+            b.setObjectName("promptButton")
+            if p.state is PromptState.OVERDUE:
+                b.setStyleSheet("border: 2px solid #ffcc00; font-weight: bold; color: #ffcc00")
+            elif p.state is PromptState.DUE:
+                b.setStyleSheet("border: 2px solid #32d2f0; font-weight: bold")
+            b.clicked.connect(lambda _=False, k=PROMPT_PANEL[p.kind]: self.open_panel(k))
+            self.prompt_box.addWidget(b)
+            self.prompt_buttons.append(b)
+
+    def _refresh_actions(self) -> None:
+        s = self.model.session
+        active = s is not None and s.discharged is None
+        ph = self.model.phase()
+        for key, b in self.action_buttons.items():
+            if key == "start":
+                b.setEnabled(not active)
+            elif key == "screening":
+                b.setEnabled(active and ph is Phase.PRE_DOSE)
+            else:
+                b.setEnabled(active)
+
+    def _on_model_changed(self) -> None:
+        self._refresh_actions()
+        self.alarm_panel.refresh()
+        s = self.model.session
+        if s is not None:
+            events = [(t, f"D{i}") for i, t in enumerate(s.device_times, 1)]
+            if s.infusion_start:
+                events.append((s.infusion_start, "IV start"))
+            if s.infusion_stop:
+                events.append((s.infusion_stop, "IV stop"))
+            events += [(t, f"M{v}") for t, v in s.moaas]
+            events += [(t, f"C{v}") for t, v in s.cadss]
+            self.chart.set_events(events)
+        self._prompt_keys = []
+        self._on_tick_timeout()
+
+    def _on_symptom_check_requested(self) -> None:
+        self.open_panel("symptoms")
 
     def _on_chair_link_changed(self, event: StatusEvent) -> None:
         text = LINK_TEXT[event.state]
         if event.state is not LinkState.STREAMING:
             text += f" ({event.reason})"
+            self.link_label.setStyleSheet("color: #ffcc00; font-weight: bold")
+        else:
+            self.link_label.setStyleSheet("")
         self.link_label.setText(text)
 
-    def _on_chair_alarm_changed(self, event: AlarmEvent) -> None:
-        self.alarm_log.append(event)
-        self._refresh_alarms()
-
-    def _refresh_alarms(self) -> None:
-        self.alarm_list.clear()
-        for a in self.chair.alarms.active():
-            item = QListWidgetItem(f"{a.message}  [{a.state.value}]")
-            item.setData(256, a.key)
-            item.setForeground(theme_colour(a.priority))
-            self.alarm_list.addItem(item)
-
-    def _on_ack_button_clicked(self) -> None:
-        item = self.alarm_list.currentItem() or self.alarm_list.item(0)
-        if item is not None:
-            self.chair.acknowledge(str(item.data(256)))
-            self._refresh_alarms()
-
-    def active_alarm_texts(self) -> list[str]:
-        return [self.alarm_list.item(i).text() for i in range(self.alarm_list.count())]
-
-    def last_action(self) -> AlarmAction | None:
-        return self.alarm_log[-1].action if self.alarm_log else None
+    def _on_acknowledge_requested(self) -> None:
+        self.chair.acknowledge_all()
+        self.alarm_panel.refresh()
 
 
-def theme_colour(prio: Priority) -> QColor:
-    return QColor(theme.PRIORITY_COLOURS[prio])
+def _prompt_text(p: Prompt) -> str:
+    mark = {PromptState.OVERDUE: "⚠ OVERDUE: ", PromptState.DUE: "▶ Due: "}.get(p.state, "Next: ")
+    return f"{mark}{p.label}" + (
+        f" ({p.detail})" if p.detail and p.state is PromptState.OVERDUE else ""
+    )

@@ -67,6 +67,8 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._drawn_version = -1
         self._drawn_zero: float | None = None
         self._x_label = ""
+        self._events: list[tuple[datetime, str]] = []
+        self._event_items: list[pg.GraphicsObject] = []
         self.plots: dict[str, pg.PlotItem] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.flag_items: dict[str, pg.ScatterPlotItem] = {}
@@ -246,6 +248,31 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     ) -> None:
         brushes = [pg.mkBrush(theme.PRIORITY_COLOURS[Priority(int(p))]) for p in prio]
         self.flag_items[key].setData(x=self._minutes(t, zero), y=v, brush=brushes, pen=None)
+
+    def set_events(self, events: list[tuple[datetime, str]]) -> None:
+        """Dose and observation markers along the top of the NIBP lane (rebuilt on change)."""
+        if events == self._events:
+            return
+        self._events = list(events)
+        bp = self.plots["bp"]
+        for item in self._event_items:
+            bp.removeItem(item)
+        self._event_items = []
+        zero = self._session_clock().zero
+        last_x, row = -1e9, 0
+        for when, label in sorted(events):
+            x = (when - zero).total_seconds() / 60.0
+            # Events within 3 min of each other get their labels on successive rows.
+            row = row + 1 if x - last_x < 3.0 else 0
+            last_x = x
+            line = pg.InfiniteLine(
+                pos=x, angle=90, pen=_pen("#7e57c2", style=Qt.PenStyle.DashLine)
+            )
+            text = pg.TextItem(label, color="#b39ddb", anchor=(0.5, 0))
+            text.setPos(x, LANES[0].y_range[1] - 12 * row)
+            bp.addItem(line, ignoreBounds=True)
+            bp.addItem(text, ignoreBounds=True)
+            self._event_items += [line, text]
 
     def flagged_point_count(self, lane: str) -> int:
         return len(self.flag_items[lane].data)

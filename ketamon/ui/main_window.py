@@ -1,48 +1,77 @@
-"""The station window: one tab per chair, with the safety statement always visible."""
+"""The station window: the overview of every chair, then one tab per chair. The safety statement
+and the signed-in user are always visible."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from ketamon import SAFETY_STATEMENT
 from ketamon.ui.chair_view import ChairViewWidget
+from ketamon.ui.overview import OverviewWidget
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, title: str = "ketamon") -> None:
+    def __init__(self, title: str = "ketamon", user_label: str = "") -> None:
         super().__init__()
         self.setWindowTitle(title)
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
+        top = QHBoxLayout()
         self.banner = QLabel(f"⚠ {SAFETY_STATEMENT}")
         self.banner.setObjectName("safetyBanner")
         self.banner.setWordWrap(True)
-        lay.addWidget(self.banner)
+        top.addWidget(self.banner, 1)
+        self.user_label = QLabel(user_label)
+        self.user_label.setObjectName("safetyBanner")
+        top.addWidget(self.user_label)
+        lay.addLayout(top)
         self.tabs = QTabWidget()
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.chair_views: list[ChairViewWidget] = []
-        for i in range(9):
-            sc = QShortcut(QKeySequence(f"Ctrl+{i + 1}"), self)
+        self.overview: OverviewWidget | None = None
+        for i in range(10):
+            sc = QShortcut(QKeySequence(f"Ctrl+{i}"), self)
             sc.activated.connect(lambda i=i: self.tabs.setCurrentIndex(i))
         ack = QShortcut(QKeySequence("Ctrl+K"), self)
         ack.activated.connect(self._on_ack_shortcut_activated)
+        self._overview_timer = QTimer(self)
+        self._overview_timer.setInterval(1000)
+        self._overview_timer.timeout.connect(self._on_overview_timer_timeout)
         self.resize(1366, 768)
 
-    def add_chair(self, view: ChairViewWidget) -> None:
-        self.chair_views.append(view)
-        self.tabs.addTab(view, view.chair.name)
-        view.start()
+    def set_chairs(self, views: list[ChairViewWidget]) -> None:
+        self.overview = OverviewWidget([v.model for v in views])
+        self.overview.sig_chair_selected.connect(lambda i: self.tabs.setCurrentIndex(i + 1))
+        self.tabs.addTab(self.overview, "Overview (Ctrl+0)")
+        for i, view in enumerate(views, 1):
+            self.chair_views.append(view)
+            self.tabs.addTab(view, f"{view.chair.name} (Ctrl+{i})")
+            view.start()
+        self._overview_timer.start()
+
+    def _on_overview_timer_timeout(self) -> None:
+        if self.overview is not None:
+            self.overview.refresh()
+            for i, v in enumerate(self.chair_views, 1):
+                worst = v.chair.alarms.worst()
+                marker = f" {worst.marker}" if worst is not None else ""
+                self.tabs.setTabText(i, f"{v.chair.name}{marker} (Ctrl+{i})")
 
     def _on_ack_shortcut_activated(self) -> None:
         view = self.tabs.currentWidget()
         if isinstance(view, ChairViewWidget):
-            view.ack_button.click()
+            view.alarm_panel.ack_button.click()
 
-    def closeEvent(self, event: QCloseEvent) -> None:
+    def stop(self) -> None:
+        self._overview_timer.stop()
         for v in self.chair_views:
             v.stop()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.stop()
         super().closeEvent(event)

@@ -26,7 +26,7 @@ class NumericTile(QFrame):
         self.setObjectName("numericTile")
         self.key = key
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(10, 6, 10, 6)
+        lay.setContentsMargins(8, 4, 8, 4)
         lay.setSpacing(0)
         self.name = QLabel(title)
         self.name.setObjectName("numericName")
@@ -70,9 +70,14 @@ class NumericsPanel(QWidget):
         super().__init__(parent)
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(4)
         self.tiles = {key: NumericTile(key, title, unit) for key, title, unit in TILES}
-        for i, tile in enumerate(self.tiles.values()):
-            grid.addWidget(tile, i, 0)
+        # NIBP across the top; HR, SpO2 and RR side by side below: readable from the door
+        # and still fitting a 1366x768 screen.
+        grid.addWidget(self.tiles["nibp"], 0, 0, 1, 3)
+        grid.addWidget(self.tiles["hr"], 1, 0)
+        grid.addWidget(self.tiles["spo2"], 1, 1)
+        grid.addWidget(self.tiles["rr"], 1, 2)
 
     def update_values(self, latest: dict[str, tuple[Reading, int]], now: datetime) -> None:
         sys, dia, mean = (latest.get(p) for p in ("nibp_sys", "nibp_dia", "nibp_mean"))

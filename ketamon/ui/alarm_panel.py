@@ -1,0 +1,160 @@
+"""Active flags with IEC 60601-1-8 presentation: high red flashing ~2 Hz, medium yellow
+flashing ~0.6 Hz, low cyan steady, each with its ***/**/* marker and priority word so colour
+is never the only signal. ACKNOWLEDGED and AUDIO PAUSED use those names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ketamon.domain.alarms import ActiveAlarm, AlarmState
+from ketamon.domain.thresholds import Priority
+from ketamon.ui import theme
+
+FLASH_HZ = {Priority.HIGH: 2.0, Priority.MEDIUM: 0.6}
+AUDIO_PAUSE_S = 120  # default 2 min (configurable 1-5 min)
+
+
+class AlarmRow(QLabel):
+    def __init__(self, alarm: ActiveAlarm, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.alarm = alarm
+        self.setWordWrap(True)
+        state = []
+        if alarm.state is AlarmState.LATCHED:
+            state.append("latched")
+        if alarm.acknowledged:
+            state.append("acknowledged")
+        if alarm.technical:
+            state.append("technical")
+        word = theme.PRIORITY_TEXT[alarm.priority]
+        msg = alarm.message.lstrip("* ")
+        self.setText(
+            f"{alarm.priority.marker} {word}: {msg}" + (f"  [{', '.join(state)}]" if state else "")
+        )
+        self.setMinimumHeight(30)
+        self._lit = True
+        self.paint(True)
+
+    def paint(self, lit: bool) -> None:
+        colour = theme.PRIORITY_COLOURS[self.alarm.priority]
+        if lit or self.alarm.acknowledged:
+            self.setStyleSheet(
+                f"background: {colour}; color: #000; font-weight: bold; padding: 4px;"
+                "border-radius: 4px; font-size: 11pt"
+            )
+        else:
+            self.setStyleSheet(
+                f"background: #12171c; color: {colour}; font-weight: bold; padding: 4px;"
+                f"border: 2px solid {colour}; border-radius: 4px; font-size: 11pt"
+            )
+
+
+class AlarmPanel(QWidget):
+    sig_acknowledge_requested = Signal()
+
+    def __init__(
+        self, active: Callable[[], list[ActiveAlarm]], parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self._active = active
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        head = QLabel("Flags (advisory: the bedside monitor is the primary alarm)")
+        head.setWordWrap(True)
+        head.setStyleSheet("color: #9aa5b1; font-size: 10pt")
+        lay.addWidget(head)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        holder = QWidget()
+        self.rows_box = QVBoxLayout(holder)
+        self.rows_box.setContentsMargins(0, 0, 0, 0)
+        self.rows_box.setSpacing(4)
+        self.rows_box.addStretch(1)
+        scroll.setWidget(holder)
+        lay.addWidget(scroll, 1)
+        self.none_label = QLabel("No active flags")
+        self.none_label.setStyleSheet("color: #6c7883")
+        self.rows_box.insertWidget(0, self.none_label)
+        buttons = QHBoxLayout()
+        self.ack_button = QPushButton("✔ ACKNOWLEDGED")
+        self.ack_button.setToolTip("Acknowledge all flags at this chair (Ctrl+K)")
+        self.ack_button.clicked.connect(self.sig_acknowledge_requested)
+        self.pause_button = QPushButton("⊘ AUDIO PAUSED")
+        self.pause_button.setToolTip(
+            "Pause alarm sounds for 2 min (high priority never indefinitely)"
+        )
+        self.pause_button.setCheckable(True)
+        self.pause_button.clicked.connect(self._on_pause_clicked)
+        for b in (self.ack_button, self.pause_button):
+            b.setMinimumHeight(44)
+            buttons.addWidget(b)
+        lay.addLayout(buttons)
+        self.rows: list[AlarmRow] = []
+        self._keys: list[tuple[str, int, bool, str, str]] = []
+        self.audio_paused_until = 0.0
+        self._t0 = time.monotonic()
+        self._timer = QTimer(self)
+        self._timer.setInterval(100)
+        self._timer.timeout.connect(self._on_timer_timeout)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    @property
+    def audio_paused(self) -> bool:
+        return time.monotonic() < self.audio_paused_until
+
+    def _on_pause_clicked(self) -> None:
+        self.audio_paused_until = time.monotonic() + AUDIO_PAUSE_S if not self.audio_paused else 0
+        self._update_pause_button()
+
+    def _update_pause_button(self) -> None:
+        left = self.audio_paused_until - time.monotonic()
+        self.pause_button.setChecked(left > 0)
+        self.pause_button.setText(
+            f"⊘ AUDIO PAUSED {int(left // 60)}:{int(left % 60):02d}"
+            if left > 0
+            else "⊘ AUDIO PAUSED"
+        )
+
+    def refresh(self) -> None:
+        alarms = self._active()
+        keys = [(a.key, int(a.priority), a.acknowledged, a.state.value, a.message) for a in alarms]
+        if keys == self._keys:
+            return
+        self._keys = keys
+        for r in self.rows:
+            self.rows_box.removeWidget(r)
+            r.deleteLater()
+        self.rows = [AlarmRow(a) for a in alarms]
+        for i, r in enumerate(self.rows):
+            self.rows_box.insertWidget(1 + i, r)
+        self.none_label.setVisible(not self.rows)
+
+    def texts(self) -> list[str]:
+        return [r.text() for r in self.rows]
+
+    def _on_timer_timeout(self) -> None:
+        self.refresh()
+        t = time.monotonic() - self._t0
+        for r in self.rows:
+            hz = FLASH_HZ.get(r.alarm.priority)
+            r.paint(True if hz is None else (t * hz) % 1.0 < 0.5)
+        if self.pause_button.isChecked() or self.audio_paused_until:
+            self._update_pause_button()

@@ -1,0 +1,126 @@
+"""Every chair at a glance: phase, minutes since dose, next item due, worst active flag.
+One click opens the chair."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
+
+from ketamon.domain.prompts import PromptState
+from ketamon.model.chair_session import ChairSessionModel
+from ketamon.ui import theme
+
+
+def chair_summary(model: ChairSessionModel) -> dict[str, str]:
+    """The overview's texts for one chair (also used by tests)."""
+    s = model.session
+    worst = model.chair.alarms.worst()
+    alarm = (
+        "no active flags"
+        if worst is None
+        else (f"{worst.marker} {theme.PRIORITY_TEXT[worst]} flag")
+    )
+    link = model.chair.link_state.value
+    if s is None or s.discharged is not None:
+        return {
+            "patient": "No session",
+            "phase": "idle" if s is None else "discharged",
+            "time": "",
+            "next": "Start a session",
+            "alarm": alarm,
+            "link": link,
+        }
+    ph = model.phase()
+    clock = model.session_clock()
+    now = model.now()
+    t = "pre-dose" if clock.first_dose is None else f"T+{clock.minutes(now):.0f} min"
+    nd = model.next_due()
+    nxt = (
+        "nothing due"
+        if nd is None
+        else (
+            f"{nd.label}"
+            + (
+                " — OVERDUE"
+                if nd.state is PromptState.OVERDUE
+                else " — due now"
+                if nd.state is PromptState.DUE
+                else ""
+            )
+        )
+    )
+    return {
+        "patient": s.patient.label,
+        "phase": ph.label if ph else "",
+        "time": t,
+        "next": nxt,
+        "alarm": alarm,
+        "link": link,
+    }
+
+
+class ChairCard(QFrame):
+    """A clickable card (a frame, so the theme's button height rules do not squeeze it)."""
+
+    clicked = Signal()
+
+    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chairCard")
+        self.model = model
+        self.setMinimumSize(300, 190)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        lay = QVBoxLayout(self)
+        self.name = QLabel(f"<b>{model.chair.name}</b>")
+        self.name.setStyleSheet("font-size: 16pt; background: transparent")
+        self.lines = QLabel("")
+        self.lines.setStyleSheet("font-size: 12pt; background: transparent")
+        self.alarm = QLabel("")
+        self.alarm.setStyleSheet("font-size: 12pt; font-weight: bold; background: transparent")
+        for w in (self.name, self.lines, self.alarm):
+            lay.addWidget(w)
+        self.refresh()
+
+    def refresh(self) -> None:
+        d = chair_summary(self.model)
+        self.lines.setText(
+            f"{d['patient']}\n{d['phase']}  {d['time']}\nNext: {d['next']}\nMonitor: {d['link']}"
+        )
+        worst = self.model.chair.alarms.worst()
+        self.alarm.setText(d["alarm"])
+        colour = "#2a3138" if worst is None else theme.PRIORITY_COLOURS[worst]
+        self.alarm.setStyleSheet(
+            f"font-size: 12pt; font-weight: bold; background: transparent; color: "
+            f"{'#9aa5b1' if worst is None else colour}"
+        )
+        self.setStyleSheet(
+            f"QFrame#chairCard {{ border: 3px solid {colour}; border-radius: 8px;"
+            " background: #161c21; }"
+        )
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mouseReleaseEvent(event)
+
+
+class OverviewWidget(QWidget):
+    sig_chair_selected = Signal(int)
+
+    def __init__(self, models: Sequence[ChairSessionModel], parent: QWidget | None = None):
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        self.cards: list[ChairCard] = []
+        for i, m in enumerate(models):
+            card = ChairCard(m)
+            card.clicked.connect(lambda i=i: self.sig_chair_selected.emit(i))
+            grid.addWidget(card, i // 3, i % 3)
+            self.cards.append(card)
+        grid.setRowStretch(len(models) // 3 + 1, 1)
+
+    def refresh(self) -> None:
+        for c in self.cards:
+            c.refresh()
