@@ -54,6 +54,7 @@ def ketamon() -> None:
     station.start()
     window.show()
     view = window.chair_views[0]
+    window.tabs.setCurrentWidget(view)  # the chart of a background tab is not drawn
 
     def check() -> None:
         x = view.chart.curves["hr"].getData()[0]

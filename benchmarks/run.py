@@ -1,6 +1,6 @@
 """ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
 
-Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest.
+Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station.
 """
 
 from __future__ import annotations
@@ -176,10 +176,30 @@ def bench_ingest() -> None:
         emit("ingest_raw_sqlite3_executemany", done / dt, "readings/s")
 
 
+def bench_station() -> None:
+    """16 chairs on one station: CPU share, event-loop lag, pty byte to flag drawn."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, str(HERE / "_station_probe.py"), "30"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith("station16_")]
+    if out.returncode != 0 or not lines:
+        print(f"station16: failed ({out.stderr.strip()[-500:]})")
+        return
+    for line in lines:
+        print(line, flush=True)
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "startup": bench_startup,
     "decode": bench_decode,
     "ingest": bench_ingest,
+    "station": bench_station,
 }
 
 

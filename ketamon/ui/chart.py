@@ -161,7 +161,9 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
 
     # ---- drawing ----------------------------------------------------------------------------
     def _on_timer_timeout(self) -> None:
-        self.redraw()
+        # A chair in a background tab is not drawn; it catches up when shown.
+        if self.isVisible():
+            self.redraw()
 
     def redraw(self, force: bool = False) -> None:
         clock = self._session_clock()

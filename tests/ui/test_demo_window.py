@@ -31,6 +31,7 @@ def test_demo_window_streams_to_chart_and_database_and_leaves_nothing_running(qt
     window.show()
     qtbot.waitExposed(window)
     view = window.chair_views[0]
+    window.tabs.setCurrentWidget(view)  # charts in background tabs are not drawn
     try:
 
         def points(key: str) -> int:
@@ -85,6 +86,7 @@ def test_flagged_readings_are_marked_on_the_chart(qtbot) -> None:  # type: ignor
     station.start()
     window.show()
     view = window.chair_views[1]
+    window.tabs.setCurrentWidget(view)
     # The simulated patient follows the logged dose; mark it given now.
     view.chair.set_first_dose(station.clock.now())
     try:
