@@ -118,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
         "at TIME)' on stderr (what a crash can no longer lose)",
     )
 
+    thresholds = sub.add_parser(
+        "thresholds",
+        help="show the threshold profile in force, or check a clinic's profile file",
+        description="Show the threshold profile in force (the shipped defaults, or the clinic's "
+        "file named by thresholds_file in the configuration), or check a profile file before "
+        "putting it in force. Each limit is printed with its source.",
+    )
+    _add_common(thresholds)
+    thresholds.add_argument("action", choices=["show", "check"])
+    thresholds.add_argument("file", nargs="?", metavar="FILE", help="the profile to check")
+    thresholds.add_argument("--json", action="store_true", help="print JSON")
+
     emulate = sub.add_parser(
         "emulate",
         help="emulate a monitor on a pseudo-terminal (or TCP for hl7)",
@@ -389,6 +401,70 @@ def _stop_on_signals(stop: Any) -> None:
         signal.signal(sig, handler)
 
 
+def cmd_thresholds(args: argparse.Namespace, out: IO[str]) -> int:
+    from ketamon.config import load_config
+    from ketamon.domain.thresholds import parse_profile
+    from ketamon.services import load_profile
+
+    if args.action == "check":
+        if not args.file:
+            raise CommandError("thresholds check needs the FILE to check")
+        path = Path(args.file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {path}: {exc}") from exc
+        profile = parse_profile(text, str(path))
+    else:
+        profile = load_profile(load_config(_paths(args).config_file))
+    if args.json:
+        out.write(
+            json.dumps(
+                {
+                    "name": profile.name,
+                    "limits": [
+                        {
+                            "id": lim.id,
+                            "parameter": lim.parameter,
+                            "low": lim.low,
+                            "high": lim.high,
+                            "priority": lim.priority.label,
+                            "source": lim.source,
+                        }
+                        for lim in profile.limits
+                    ],
+                    "predose_advisory": {
+                        "sys_above": profile.predose_advisory.sys_above,
+                        "dia_above": profile.predose_advisory.dia_above,
+                        "source": profile.predose_advisory.source,
+                    },
+                    "bp_rise": {
+                        "sys_delta": profile.bp_rise.sys_delta,
+                        "dia_delta": profile.bp_rise.dia_delta,
+                        "priority": profile.bp_rise.priority.label,
+                        "source": profile.bp_rise.source,
+                    },
+                }
+            )
+            + "\n"
+        )
+        return 0
+    out.write(f"{profile.name}" + (" — OK\n" if args.action == "check" else "\n"))
+    for lim in profile.limits:
+        low = "—" if lim.low is None else f"{lim.low:g}"
+        high = "—" if lim.high is None else f"{lim.high:g}"
+        out.write(
+            f"  {lim.priority.marker:<3} {lim.label:<26} {low:>5} … {high:<5}  ({lim.source})\n"
+        )
+    a, r = profile.predose_advisory, profile.bp_rise
+    out.write(f"  pre-dose advisory above {a.sys_above:g}/{a.dia_above:g} ({a.source})\n")
+    out.write(
+        f"  {r.priority.marker:<3} BP rise ≥ +{r.sys_delta:g}/+{r.dia_delta:g} over the "
+        f"pre-dose baseline ({r.source})\n"
+    )
+    return 0
+
+
 def cmd_emulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from devices.emulators import emulator_class
     from devices.emulators.base import PtyServer
@@ -549,6 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_record(args, sys.stdout, sys.stderr)
         if command == "emulate":
             return cmd_emulate(args, sys.stdout, sys.stderr)
+        if command == "thresholds":
+            return cmd_thresholds(args, sys.stdout)
         if command == "user":
             return cmd_user(args, sys.stdout, sys.stderr, sys.stdin)
         parser.error(f"unknown command {command!r}")

@@ -343,6 +343,29 @@ class WriterSessionStore:
             )
         )
 
+    def record_threshold_override(
+        self,
+        session_id: int,
+        profile: ThresholdProfile,
+        limit_id: str,
+        reason: str,
+        user: CurrentUser,
+        when: datetime,
+    ) -> None:
+        def op(s: Session) -> None:
+            lim = next(x for x in profile.limits if x.id == limit_id)
+            bounds = "/".join("–" if v is None else f"{v:g}" for v in (lim.low, lim.high))
+            with audit.reason(s, reason):
+                records.record_profile(s, session_id, profile, when, origin="session override")
+            records.record_note(
+                s,
+                session_id,
+                f"Threshold {limit_id} changed to {bounds} for this session: {reason}",
+                when,
+            )
+
+        self._call(op, user)
+
     def discharge(
         self, session_id: int, outcome: DischargeOutcome, user: CurrentUser, when: datetime
     ) -> None:

@@ -70,3 +70,25 @@ def test_data_dir_before_subcommand_is_kept(tmp_path: Path) -> None:
     assert args.data_dir == str(tmp_path)
     args = build_parser().parse_args(["demo", "--data-dir", str(tmp_path)])
     assert args.data_dir == str(tmp_path)
+
+
+def test_thresholds_show_and_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import json
+
+    assert main(["thresholds", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert {lim["id"] for lim in shown["limits"]} >= {"nibp_sys", "spo2_desat", "rr_low"}
+    assert all(lim["source"] for lim in shown["limits"])
+    bad = tmp_path / "site.toml"
+    bad.write_text(
+        ROOT.joinpath("resources", "thresholds.toml")
+        .read_text()
+        .replace("high = 160", "high = 60", 1)
+    )
+    assert main(["thresholds", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "site.toml: limit[0] (nibp_sys): 'low' (90) must be below 'high' (60)" in err
+    good = tmp_path / "ok.toml"
+    good.write_text(ROOT.joinpath("resources", "thresholds.toml").read_text())
+    assert main(["thresholds", "check", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out

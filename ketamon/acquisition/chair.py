@@ -132,6 +132,12 @@ class ChairAcquisition(QObject):
     def running(self) -> bool:
         return self._thread is not None and self._thread.isRunning()
 
+    def set_profile(self, profile: ThresholdProfile) -> list[AlarmEvent]:
+        """Use another threshold profile from now on (a per-session override)."""
+        with self._alarm_lock:
+            self.alarms.profile = profile
+        return []
+
     def set_first_dose(self, when: datetime | None) -> None:
         """Readings before ``when`` are pre-dose (the BP-rise baseline comes from them)."""
         with self._alarm_lock:

@@ -82,6 +82,25 @@ class ThresholdProfile:
     bp_rise: BpRiseRule
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def with_limit(self, limit_id: str, low: float | None, high: float | None) -> ThresholdProfile:
+        """A copy with one limit's bounds changed (a per-session override)."""
+        found = [lim for lim in self.limits if lim.id == limit_id]
+        if not found:
+            raise ThresholdError(f"no limit {limit_id!r} in profile {self.name!r}")
+        old = found[0]
+        if (old.low is None) != (low is None) or (old.high is None) != (high is None):
+            raise ThresholdError(f"{limit_id}: only the existing bounds can be changed")
+        if low is not None and high is not None and low >= high:
+            raise ThresholdError(f"{limit_id}: 'low' ({low:g}) must be below 'high' ({high:g})")
+        new = Limit(old.id, old.parameter, low, high, old.priority, old.source, old.label)
+        limits = tuple(new if lim.id == limit_id else lim for lim in self.limits)
+        name = (
+            self.name
+            if self.name.endswith("(session override)")
+            else (f"{self.name} (session override)")
+        )
+        return ThresholdProfile(name, limits, self.predose_advisory, self.bp_rise, self.extra)
+
     def limits_for(self, parameter: str) -> tuple[Limit, ...]:
         return tuple(lim for lim in self.limits if lim.parameter == parameter)
 

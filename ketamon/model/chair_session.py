@@ -506,6 +506,24 @@ class ChairSessionModel(QObject):
         s.bp40_reason = reason.strip()
         self._changed()
 
+    # ---- thresholds -------------------------------------------------------------------------
+    def override_threshold(
+        self, limit_id: str, low: float | None, high: float | None, reason: str
+    ) -> None:
+        """A per-session change of one limit; needs a reason, recorded with the new profile."""
+        s = self._require_session()
+        if not reason.strip():
+            raise ActionRefused(["A threshold override needs a reason"])
+        try:
+            profile = self.chair.alarms.profile.with_limit(limit_id, low, high)
+        except ValueError as exc:
+            raise ActionRefused([str(exc)]) from exc
+        self.store.record_threshold_override(
+            s.id, profile, limit_id, reason.strip(), self.user, self.now()
+        )
+        self.chair.set_profile(profile)
+        self._changed()
+
     # ---- symptom check after a BP flag -------------------------------------------------------
     @property
     def symptom_check_pending(self) -> bool:

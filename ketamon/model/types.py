@@ -12,6 +12,7 @@ from devices.supervisor import StatusEvent
 from ketamon.domain.alarms import AlarmEvent
 from ketamon.domain.session_rules import ChecklistItem, PrescriberDecision, Treatment
 from ketamon.domain.side_effects import Severity
+from ketamon.domain.thresholds import ThresholdProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,4 +187,14 @@ class SessionStore(Protocol):
 
     def discharge(
         self, session_id: int, outcome: DischargeOutcome, user: CurrentUser, when: datetime
+    ) -> None: ...
+
+    def record_threshold_override(
+        self,
+        session_id: int,
+        profile: ThresholdProfile,
+        limit_id: str,
+        reason: str,
+        user: CurrentUser,
+        when: datetime,
     ) -> None: ...

@@ -29,6 +29,7 @@ from ketamon.ui.panels import (
     CadssPanel,
     DischargePanel,
     DosePanel,
+    LimitsPanel,
     MoaasPanel,
     NotePanel,
     Panel,
@@ -56,6 +57,7 @@ ACTIONS = (
     ("side_effects", "Side effects", "F5"),
     ("note", "Note", "F6"),
     ("vitals", "Vitals by hand", "F7"),
+    ("limits", "Limits", "F10"),
     ("discharge", "Discharge", "F9"),
 )
 PROMPT_PANEL = {
@@ -115,6 +117,7 @@ class ChairViewWidget(QWidget):
             "note": NotePanel(model),
             "vitals": VitalsPanel(model),
             "symptoms": SymptomPanel(model),
+            "limits": LimitsPanel(model),
             "discharge": DischargePanel(model, authenticate),
         }
         for p in self.panels.values():
@@ -259,6 +262,7 @@ class ChairViewWidget(QWidget):
                 b.setEnabled(active)
 
     def _on_model_changed(self) -> None:
+        self.chart.set_profile(self.chair.alarms.profile)
         self._refresh_actions()
         self.alarm_panel.refresh()
         s = self.model.session

@@ -70,6 +70,7 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._events: list[tuple[datetime, str]] = []
         self._event_items: list[pg.GraphicsObject] = []
         self.plots: dict[str, pg.PlotItem] = {}
+        self._threshold_items: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.flag_items: dict[str, pg.ScatterPlotItem] = {}
         self._build()
@@ -123,6 +124,18 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         for key in ("hr", "spo2", "rr"):
             self.curves[key] = self.plots[key].plot(pen=_pen(c[key]))
 
+    def set_profile(self, profile: ThresholdProfile) -> None:
+        """Redraw the threshold lines for another profile (a per-session override)."""
+        if profile is self.profile:
+            return
+        self.profile = profile
+        for plot, line in self._threshold_items:
+            plot.removeItem(line)
+        self._threshold_items = []
+        for lane in LANES:
+            self._add_thresholds(self.plots[lane.key], lane)
+        self.redraw(force=True)
+
     def _add_thresholds(self, plot: pg.PlotItem, lane: Lane) -> None:
         for param in lane.parameters:
             if param == "nibp_mean":
@@ -143,6 +156,7 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 )
                 line.setObjectName(f"threshold-{param}-{value:g}")
                 plot.addItem(line, ignoreBounds=True)
+                self._threshold_items.append((plot, line))
 
     def _add_markers(self, plot: pg.PlotItem) -> None:
         dose = pg.InfiniteLine(pos=0, angle=90, pen=_pen("#7e57c2", width=1))

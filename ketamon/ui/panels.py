@@ -933,3 +933,65 @@ class DischargePanel(Panel):
             override_by,
         )
         self.status.setText(f"Discharged. Total duration {total} min.")
+
+
+class LimitsPanel(Panel):
+    title = "Alarm limits for this session"
+
+    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+        super().__init__(model, parent)
+        info = QLabel(
+            "The clinic's profile is in force. A change here applies to this session only, "
+            "needs a reason, and is recorded with the session. Sources of the defaults are "
+            "shown beside each limit."
+        )
+        info.setWordWrap(True)
+        self.body.addWidget(info)
+        self.grid = QGridLayout()
+        self.body.addLayout(self.grid)
+        self.rows: dict[str, tuple[QDoubleSpinBox | None, QDoubleSpinBox | None]] = {}
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText("Reason for the change (required)")
+        self.body.addWidget(self.reason)
+        self.body.addStretch(1)
+
+    def refresh(self) -> None:
+        super().refresh()
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            w = item.widget() if item is not None else None
+            if w is not None:
+                w.deleteLater()
+        self.rows = {}
+        self.reason.clear()
+        for i, lim in enumerate(self.model.chair.alarms.profile.limits):
+            self.grid.addWidget(QLabel(f"{lim.priority.marker} {lim.label}"), i, 0)
+            spins: list[QDoubleSpinBox | None] = []
+            for col, value in ((1, lim.low), (2, lim.high)):
+                if value is None:
+                    self.grid.addWidget(QLabel("—"), i, col)
+                    spins.append(None)
+                    continue
+                spin = QDoubleSpinBox()
+                spin.setRange(0, 400)
+                spin.setDecimals(0)
+                spin.setValue(value)
+                self.grid.addWidget(spin, i, col)
+                spins.append(spin)
+            src = QLabel(lim.source)
+            src.setStyleSheet("color: #8a96a3; font-size: 9pt")
+            self.grid.addWidget(src, i, 3)
+            self.rows[lim.id] = (spins[0], spins[1])
+
+    def save(self) -> None:
+        changed = []
+        for lim in self.model.chair.alarms.profile.limits:
+            low_s, high_s = self.rows.get(lim.id, (None, None))
+            low = low_s.value() if low_s is not None else None
+            high = high_s.value() if high_s is not None else None
+            if (low, high) != (lim.low, lim.high):
+                changed.append((lim.id, low, high))
+        if not changed:
+            raise ActionRefused(["No limit was changed"])
+        for lid, low, high in changed:
+            self.model.override_threshold(lid, low, high, self.reason.text())

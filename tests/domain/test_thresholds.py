@@ -62,3 +62,14 @@ def test_bad_profiles_name_what_is_wrong_and_where(edit, message) -> None:  # ty
         parse_profile(edit(DEFAULT), "site.toml")
     assert str(exc.value).startswith("site.toml")
     assert message in str(exc.value)
+
+
+def test_with_limit_changes_one_bound_and_keeps_the_rest() -> None:
+    p = parse_profile(DEFAULT)
+    q = p.with_limit("spo2", 88, None)
+    assert q.band("spo2") == (88, None) and p.band("spo2") == (90, None)
+    assert q.band("hr") == p.band("hr")
+    with pytest.raises(ThresholdError, match="only the existing bounds"):
+        p.with_limit("spo2", 88, 99)
+    with pytest.raises(ThresholdError, match="no limit"):
+        p.with_limit("nope", 1, 2)

@@ -371,3 +371,44 @@ def test_checklist_items_cover_the_discharge_rules() -> None:
         "steady_gait",
         "escort_present",
     }
+
+
+def test_per_session_limit_override_needs_a_reason_and_is_recorded(station, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from ketamon.storage.models import SessionThresholdProfile
+
+    st, window, clock = station
+    view: ChairViewWidget = window.chair_views[0]
+    model = view.model
+    window.tabs.setCurrentWidget(view)
+    click(qtbot, view.action_buttons["start"])
+    start = view.panels["start"]
+    for field, text in ((start.mrn, "LIM-1"), (start.first, "Lee"), (start.last, "Limits")):
+        qtbot.keyClicks(field, text)
+    click(qtbot, start.save_button)
+    click(qtbot, view.action_buttons["limits"])
+    panel = view.panels["limits"]
+    low, _ = panel.rows["spo2"]
+    assert low is not None and low.value() == 90
+    low.setValue(88)
+    click(qtbot, panel.save_button)
+    assert "reason" in panel.error.text()
+    assert model.chair.alarms.profile.band("spo2") == (90, None)
+    qtbot.keyClicks(panel.reason, "COPD, baseline SpO2 89-91")
+    click(qtbot, panel.save_button)
+    assert panel.error.text() == ""
+    assert model.chair.alarms.profile.band("spo2") == (88, None)
+    lines = [item.objectName() for _, item in view.chart._threshold_items]
+    assert "threshold-spo2-88" in lines and "threshold-spo2-90" not in lines
+    sid = model.session.id
+    st.writer.wait_idle(10)
+    with Session(st.writer.engine) as s:
+        profiles = s.scalars(
+            select(SessionThresholdProfile).where(SessionThresholdProfile.session_id == sid)
+        ).all()
+        assert len(profiles) == 2 and profiles[-1].origin == "session override"
+        assert (
+            s.scalars(
+                select(AuditEntry).where(AuditEntry.reason == "COPD, baseline SpO2 89-91")
+            ).first()
+            is not None
+        )
