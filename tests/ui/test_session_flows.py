@@ -376,7 +376,7 @@ def test_checklist_items_cover_the_discharge_rules() -> None:
 def test_per_session_limit_override_needs_a_reason_and_is_recorded(station, qtbot) -> None:  # type: ignore[no-untyped-def]
     from ketamon.storage.models import SessionThresholdProfile
 
-    st, window, clock = station
+    st, window, _clock = station
     view: ChairViewWidget = window.chair_views[0]
     model = view.model
     window.tabs.setCurrentWidget(view)
