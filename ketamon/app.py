@@ -31,6 +31,7 @@ from ketamon.ui import theme
 from ketamon.ui.chair_view import ChairViewWidget
 from ketamon.ui.login import LoginDialog, ResumeSessionsDialog
 from ketamon.ui.main_window import MainWindow
+from ketamon.ui.sound import AlarmSounder
 
 log = logging.getLogger(__name__)
 
@@ -176,14 +177,21 @@ class Station:
 
 def build_window(station: Station, title: str) -> MainWindow:
     user = station.user
-    window = MainWindow(title, f"Signed in: {user.full_name} ({user.role})" if user else "")
+    sounder = AlarmSounder()
+    signed = f"Signed in: {user.full_name} ({user.role})" if user else ""
+    window = MainWindow(title, f"{signed} · {sounder.status}")
+    sounder.setParent(window)
+    window.sounder = sounder
     window.setStyleSheet(theme.stylesheet())
     store = station.store
     assert store is not None
     window.set_chairs(
         [
             ChairViewWidget(
-                m, find_patients=store.find_patients, authenticate=station.authenticate
+                m,
+                find_patients=store.find_patients,
+                authenticate=station.authenticate,
+                sound=sounder.play,
             )
             for m in station.models
         ]

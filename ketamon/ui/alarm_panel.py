@@ -24,6 +24,8 @@ from ketamon.ui import theme
 
 FLASH_HZ = {Priority.HIGH: 2.0, Priority.MEDIUM: 0.6}
 AUDIO_PAUSE_S = 120  # default 2 min (configurable 1-5 min)
+#: an unacknowledged flag sounds again after this many seconds
+REPEAT_S = {Priority.HIGH: 15.0, Priority.MEDIUM: 30.0}
 
 
 class AlarmRow(QLabel):
@@ -65,10 +67,15 @@ class AlarmPanel(QWidget):
     sig_acknowledge_requested = Signal()
 
     def __init__(
-        self, active: Callable[[], list[ActiveAlarm]], parent: QWidget | None = None
+        self,
+        active: Callable[[], list[ActiveAlarm]],
+        sound: Callable[[Priority], None] | None = None,
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self._active = active
+        self._sound = sound
+        self._last_sounded: dict[str, float] = {}
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         head = QLabel("Flags (advisory: the bedside monitor is the primary alarm)")
@@ -150,8 +157,24 @@ class AlarmPanel(QWidget):
     def texts(self) -> list[str]:
         return [r.text() for r in self.rows]
 
+    def announce(self, key: str, priority: Priority) -> None:
+        """Sound a newly raised or escalated flag (unless audio is paused)."""
+        self._last_sounded[key] = time.monotonic()
+        if self._sound is not None and not self.audio_paused:
+            self._sound(priority)
+
+    def _repeat_unacknowledged(self) -> None:
+        now = time.monotonic()
+        for a in self._active():
+            every = REPEAT_S.get(a.priority)
+            if every is None or a.acknowledged:
+                continue
+            if now - self._last_sounded.get(a.key, now) >= every:
+                self.announce(a.key, a.priority)
+
     def _on_timer_timeout(self) -> None:
         self.refresh()
+        self._repeat_unacknowledged()
         t = time.monotonic() - self._t0
         for r in self.rows:
             hz = FLASH_HZ.get(r.alarm.priority)

@@ -18,8 +18,10 @@ from PySide6.QtWidgets import (
 )
 
 from devices.supervisor import LinkState, StatusEvent
+from ketamon.domain.alarms import AlarmAction, AlarmEvent
 from ketamon.domain.prompts import Prompt, PromptKind, PromptState
 from ketamon.domain.session_rules import Phase
+from ketamon.domain.thresholds import Priority
 from ketamon.model.chair_session import ChairSessionModel
 from ketamon.model.types import CurrentUser, PatientDetails
 from ketamon.ui.alarm_panel import AlarmPanel
@@ -76,6 +78,7 @@ class ChairViewWidget(QWidget):
         *,
         find_patients: Callable[[str], list[PatientDetails]] = lambda q: [],
         authenticate: Callable[[str, str], CurrentUser] | None = None,
+        sound: Callable[[Priority], None] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -136,7 +139,7 @@ class ChairViewWidget(QWidget):
         self.prompt_box = QVBoxLayout()
         side.addLayout(self.prompt_box)
         self.prompt_buttons: list[QPushButton] = []
-        self.alarm_panel = AlarmPanel(self.chair.alarms.active)
+        self.alarm_panel = AlarmPanel(self.chair.alarms.active, sound)
         self.alarm_panel.sig_acknowledge_requested.connect(self._on_acknowledge_requested)
         side.addWidget(self.alarm_panel, 1)
         body.addWidget(side_widget)
@@ -160,6 +163,7 @@ class ChairViewWidget(QWidget):
         model.sig_changed.connect(self._on_model_changed)
         model.sig_symptom_check_requested.connect(self._on_symptom_check_requested)
         self.chair.sig_link_changed.connect(self._on_chair_link_changed)
+        self.chair.sig_alarm_changed.connect(self._on_chair_alarm_changed)
         self._tick = QTimer(self)
         self._tick.setInterval(500)
         self._tick.timeout.connect(self._on_tick_timeout)
@@ -277,6 +281,10 @@ class ChairViewWidget(QWidget):
             self.chart.set_events(events)
         self._prompt_keys = []
         self._on_tick_timeout()
+
+    def _on_chair_alarm_changed(self, event: AlarmEvent) -> None:
+        if event.action in (AlarmAction.RAISED, AlarmAction.ESCALATED):
+            self.alarm_panel.announce(event.key, event.priority)
 
     def _on_symptom_check_requested(self) -> None:
         self.open_panel("symptoms")

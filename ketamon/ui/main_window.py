@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QTabWidget, QVBo
 from ketamon import SAFETY_STATEMENT
 from ketamon.ui.chair_view import ChairViewWidget
 from ketamon.ui.overview import OverviewWidget
+from ketamon.ui.sound import AlarmSounder
 
 
 class MainWindow(QMainWindow):
@@ -33,6 +34,7 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.chair_views: list[ChairViewWidget] = []
+        self.sounder: AlarmSounder | None = None
         self.overview: OverviewWidget | None = None
         for i in range(10):
             sc = QShortcut(QKeySequence(f"Ctrl+{i}"), self)
@@ -69,6 +71,8 @@ class MainWindow(QMainWindow):
 
     def stop(self) -> None:
         self._overview_timer.stop()
+        if self.sounder is not None:
+            self.sounder.close()
         for v in self.chair_views:
             v.stop()
 

@@ -134,6 +134,7 @@ def test_whole_esketamine_session(station, qtbot) -> None:  # type: ignore[no-un
     keys = {a.key for a in model.chair.alarms.active()}
     assert keys & {"bp_rise_nibp_sys", "bp_rise_nibp_dia", "nibp_sys", "nibp_dia"}
     shot(window, "esketamine-2-bp-flag-symptom-check")
+    assert window.sounder is not None and "MEDIUM" in {p.name for p in window.sounder.played}
     sym = view.panels["symptoms"]
     click(qtbot, sym.save_button)
     assert "Answer every symptom" in sym.error.text()
@@ -309,6 +310,7 @@ def test_whole_iv_session_with_prescriber_decision_and_early_discharge(station, 
     high = [a for a in model.chair.alarms.active() if a.key == "moaas"]
     assert high and high[0].priority.name == "HIGH"
     assert any("***" in t and "HIGH" in t for t in view.alarm_panel.texts())
+    assert window.sounder is not None and "HIGH" in {p.name for p in window.sounder.played}
     click(qtbot, view.action_buttons["moaas"])
     click(qtbot, view.panels["moaas"].buttons[5])
     assert any(a.key == "moaas" for a in model.chair.alarms.active())  # latched
