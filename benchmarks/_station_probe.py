@@ -1,8 +1,8 @@
 """16 chairs on one station, offscreen: CPU share, event-loop lag, and the latency from the
 last byte of a breaching reading on a pty to the flag being raised and drawn.
 
-15 chairs run the simulator (numerics at 1 Hz); chair 16 reads a Masimo emulator on a real
-pty. Waveforms (pleth) are not part of ketamon yet, so no pleth load is applied.
+15 chairs run the simulator (numerics at 1 Hz, pleth at 125 Hz); chair 16 reads a Masimo
+emulator on a real pty (numerics at 1 Hz; the Masimo ASCII output carries no waveform).
 """
 
 from __future__ import annotations

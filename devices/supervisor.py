@@ -18,7 +18,7 @@ from datetime import datetime
 
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
-from devices.readings import Reading
+from devices.readings import Reading, Waveform
 from devices.transports import ConnectionLost, Transport, TransportError
 
 
@@ -60,6 +60,7 @@ class Supervisor:
         *,
         on_readings: Callable[[list[Reading]], None],
         on_status: Callable[[StatusEvent], None] | None = None,
+        on_waveforms: Callable[[list[Waveform]], None] | None = None,
         clock: Clock | None = None,
         backoff_s: tuple[float, float] = (0.25, 8.0),
         read_timeout_s: float = 0.05,
@@ -70,6 +71,7 @@ class Supervisor:
         self.protocol = protocol
         self.on_readings = on_readings
         self.on_status = on_status
+        self.on_waveforms = on_waveforms
         self.clock = clock or SystemClock()
         self.backoff_s = backoff_s
         self.read_timeout_s = read_timeout_s
@@ -154,6 +156,10 @@ class Supervisor:
                 quiet_periods = 0
             if readings:
                 self.on_readings(readings)
+            if self.on_waveforms is not None:
+                waves = proto.take_waveforms()
+                if waves:
+                    self.on_waveforms(waves)
             if proto.streaming and self.state is not LinkState.STREAMING:
                 self._set(LinkState.STREAMING, "data flowing")
             try:

@@ -118,6 +118,7 @@ class Station:
             m = build_monitor(chair, clock)
             if isinstance(m.protocol, SimulatorProtocol):
                 m.protocol.follow_dose = True  # the simulated patient responds to logged doses
+                m.protocol.pleth_hz = 125.0
             return m.transport, m.protocol
 
         desc = (

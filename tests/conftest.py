@@ -10,6 +10,27 @@ from pathlib import Path
 import pytest
 
 
+def _pty_problem() -> str | None:
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:
+        return f"no pseudo-terminals on this machine (os.openpty: {exc.strerror})"
+    os.close(master)
+    os.close(slave)
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("pty") is None:
+        return
+    problem = _pty_problem()
+    if problem is None:
+        return
+    if os.environ.get("KETAMON_REQUIRE_PTY") == "1":
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point every data/config lookup at a fresh folder; never touch the developer's real files."""

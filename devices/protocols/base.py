@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from devices.readings import Reading
+from devices.readings import Reading, Waveform
 
 
 class Parity(enum.StrEnum):
@@ -97,6 +97,10 @@ class DeviceProtocol(abc.ABC):
 
     def poll(self, now: datetime) -> list[Reading]:
         """Readings produced without input (only the simulator uses this)."""
+        return []
+
+    def take_waveforms(self) -> list[Waveform]:
+        """Waveform blocks completed since the last call (pleth); most protocols have none."""
         return []
 
     @property

@@ -7,13 +7,14 @@ faults reach the app the same way real ones do.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
-from devices.readings import Quality, Reading, make_reading
+from devices.readings import Quality, Reading, Waveform, make_reading
 from devices.scenarios import Link, Scenario, get_scenario
 from devices.transports import ConnectionLost, TransportError
 
@@ -40,6 +41,7 @@ class SimulatorProtocol(DeviceProtocol):
         start_at_s: float = 0.0,
         period_s: float = 1.0,
         follow_dose: bool = False,
+        pleth_hz: float = 0.0,
     ) -> None:
         super().__init__(source)
         self.scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
@@ -52,6 +54,10 @@ class SimulatorProtocol(DeviceProtocol):
         #: (set_dose_time) and responds from then on; otherwise the scenario's own dose time.
         self.follow_dose = follow_dose
         self._dose_wall: datetime | None = None
+        #: pleth samples per second (0: none); blocks are handed out by take_waveforms()
+        self.pleth_hz = pleth_hz
+        self._pleth_next_t: float | None = None
+        self._pleth: list[Waveform] = []
 
     def set_dose_time(self, when: datetime | None) -> None:
         self._dose_wall = when  # one reference assignment: safe across threads
@@ -118,6 +124,35 @@ class SimulatorProtocol(DeviceProtocol):
                 )
             self._last_cuff = cuff
         self.stats.readings += len(out)
+        if self.pleth_hz > 0:
+            self._make_pleth(t, now)
+        return out
+
+    def _make_pleth(self, t: float, now: datetime) -> None:
+        """A synthetic plethysmogram at ``pleth_hz``, one pulse per beat at the scenario HR."""
+        if self._pleth_next_t is None or t - self._pleth_next_t > 10.0:
+            self._pleth_next_t = t
+        dt = 1.0 / self.pleth_hz
+        n = int((t - self._pleth_next_t) / dt)
+        if n <= 0:
+            return
+        hr = self.scenario.vitals(self.physiology_time(t)).hr
+        beat = 60.0 / max(hr, 20.0)
+        t0 = self._pleth_next_t
+        samples = []
+        for i in range(n):
+            phase = ((t0 + i * dt) % beat) / beat
+            # fast upstroke, slower decay with a dicrotic notch
+            wave = math.exp(-((phase - 0.15) ** 2) / 0.006) + 0.35 * math.exp(
+                -((phase - 0.45) ** 2) / 0.01
+            )
+            samples.append(round(wave, 4))
+        start = now - timedelta(seconds=t - t0)
+        self._pleth.append(Waveform("pleth", start, self.pleth_hz, tuple(samples)))
+        self._pleth_next_t = t0 + n * dt
+
+    def take_waveforms(self) -> list[Waveform]:
+        out, self._pleth = self._pleth, []
         return out
 
     def reset(self) -> None:

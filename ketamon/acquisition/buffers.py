@@ -7,7 +7,7 @@ consistent; appends are O(1) (an index-based ring, never ``np.roll``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,3 +96,39 @@ class TrendBuffers:
         with self._lock:
             ring = self._rings.get(parameter)
             return ring.n if ring else 0
+
+
+class WaveBuffer:
+    """The last ``seconds`` of one waveform (pleth), appended in blocks by the device thread."""
+
+    def __init__(self, seconds: float = 8.0, rate_hz: float = 125.0) -> None:
+        self.rate_hz = rate_hz
+        self.capacity = int(seconds * rate_hz)
+        self._v = np.zeros(self.capacity, dtype=np.float64)
+        self._n = 0  # samples ever appended
+        self._lock = threading.Lock()
+        self.version = 0
+
+    def extend(self, samples: Sequence[float]) -> None:
+        data = np.asarray(samples, dtype=np.float64)
+        cap = self.capacity
+        with self._lock:
+            if len(data) >= cap:
+                # Keep slot (k % cap) for sample k, as the partial writes below do.
+                self._v[:] = np.roll(data[-cap:], (self._n + len(data)) % cap)
+            else:
+                i = self._n % cap
+                first = min(cap - i, len(data))
+                self._v[i : i + first] = data[:first]
+                self._v[: len(data) - first] = data[first:]
+            self._n += len(data)
+            self.version += 1
+
+    def snapshot(self) -> FloatArray:
+        """Samples oldest first (fewer than the capacity until it has filled)."""
+        cap = self.capacity
+        with self._lock:
+            if self._n < cap:
+                return self._v[: self._n].copy()
+            i = self._n % cap
+            return np.concatenate((self._v[i:], self._v[:i]))

@@ -18,10 +18,10 @@ from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
 from devices.protocols.simulator import DoseAware
-from devices.readings import Reading
+from devices.readings import Reading, Waveform
 from devices.supervisor import LinkState, StatusEvent, Supervisor
 from devices.transports import Transport
-from ketamon.acquisition.buffers import TrendBuffers
+from ketamon.acquisition.buffers import TrendBuffers, WaveBuffer
 from ketamon.domain.alarms import AlarmEngine, AlarmEvent, evaluate
 from ketamon.domain.thresholds import Priority, ThresholdProfile
 
@@ -87,6 +87,7 @@ class ChairAcquisition(QObject):
         self.monitor = monitor
         self.clock = clock or SystemClock()
         self.buffers = buffers or TrendBuffers()
+        self.pleth = WaveBuffer()
         self.alarms = AlarmEngine(profile)
         self.sink = sink
         self.link_state = LinkState.STOPPED
@@ -172,12 +173,18 @@ class ChairAcquisition(QObject):
             protocol,
             on_readings=self._on_readings,
             on_status=self._status,
+            on_waveforms=self._on_waveforms,
             clock=self.clock,
             source=self.name,
         )
         if self._stop_requested.is_set():  # stop() ran before the supervisor existed
             return
         self._supervisor.run()
+
+    def _on_waveforms(self, waves: list[Waveform]) -> None:
+        for w in waves:
+            if w.parameter == "pleth":
+                self.pleth.extend(w.samples)
 
     def _on_readings(self, readings: list[Reading]) -> None:
         self._process(readings, store=True)

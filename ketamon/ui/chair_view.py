@@ -41,6 +41,7 @@ from ketamon.ui.panels import (
     SymptomPanel,
     VitalsPanel,
 )
+from ketamon.ui.pleth import PlethStripWidget
 
 LINK_TEXT = {
     LinkState.CONNECTING: "MONITOR NOT CONNECTED",
@@ -142,6 +143,9 @@ class ChairViewWidget(QWidget):
         self.alarm_panel = AlarmPanel(self.chair.alarms.active, sound)
         self.alarm_panel.sig_acknowledge_requested.connect(self._on_acknowledge_requested)
         side.addWidget(self.alarm_panel, 1)
+        self.pleth = PlethStripWidget(self.chair.pleth)
+        self.pleth.setVisible(False)  # shown once the monitor sends a pleth waveform
+        side.addWidget(self.pleth)
         body.addWidget(side_widget)
         root.addLayout(body, 1)
         bar = QHBoxLayout()
@@ -173,12 +177,14 @@ class ChairViewWidget(QWidget):
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         self.chart.start()
+        self.pleth.start()
         self.alarm_panel.start()
         self._tick.start()
         self._on_tick_timeout()
 
     def stop(self) -> None:
         self.chart.stop()
+        self.pleth.stop()
         self.alarm_panel.stop()
         self._tick.stop()
 
@@ -205,6 +211,8 @@ class ChairViewWidget(QWidget):
         now: datetime = self.model.now()
         clock = self.model.session_clock()
         self.numerics.update_values(self.chair.buffers.latest(), now)
+        if self.pleth.isHidden() and self.chair.pleth.version:
+            self.pleth.setVisible(True)
         s = self.model.session
         if s is None:
             self.clock_label.setText("No session")

@@ -49,8 +49,9 @@ def write(name: str, samples: list[float]) -> None:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(RATE)
-        w.writeframes(b"".join(struct.pack("<h", int(max(-1, min(1, s)) * 32000))
-                              for s in samples))
+        w.writeframes(
+            b"".join(struct.pack("<h", int(max(-1, min(1, s)) * 32000)) for s in samples)
+        )
 
 
 if __name__ == "__main__":

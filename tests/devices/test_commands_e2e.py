@@ -45,6 +45,7 @@ def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-d
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.pty
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", SERIAL_PROTOCOLS)
 def test_record_streams_survives_pulled_cable_and_stores_readings(
@@ -151,6 +152,7 @@ def test_decode_prints_json_lines_and_counts_bad_frames(protocol: str, tmp_path:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.pty
 def test_emulate_prints_a_pty_path_that_serves_the_protocol(tmp_path: Path) -> None:
     import serial
 

@@ -521,6 +521,7 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.pty
 @pytest.mark.slow
 def test_end_to_end_on_a_pty(tmp_path: Path) -> None:
     emu = DatexEmulator(get_scenario("stable"))

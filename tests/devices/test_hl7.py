@@ -1025,6 +1025,7 @@ def _fault_cycle(
     assert all(r.source == "e2e" for r in readings)
 
 
+@pytest.mark.pty
 @pytest.mark.slow
 def test_end_to_end_serial_pty(tmp_path: Path) -> None:
     emu = HL7Emulator(get_scenario("stable"))

@@ -886,6 +886,7 @@ class _FastWatchdog(IntelliVueProtocol):
     quiet_time_s = 1.5
 
 
+@pytest.mark.pty
 @pytest.mark.slow
 def test_end_to_end_on_a_pty(tmp_path: Path) -> None:
     emu = IntelliVueEmulator(get_scenario("stable"))

@@ -446,6 +446,7 @@ def masimo_server(tmp_path: Path) -> Iterator[tuple[PtyServer, Path]]:
         server.stop()
 
 
+@pytest.mark.pty
 @pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal")
 def test_end_to_end_on_a_pty(masimo_server: tuple[PtyServer, Path]) -> None:

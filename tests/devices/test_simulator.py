@@ -115,3 +115,27 @@ def test_supervisor_watchdog_renegotiates_when_simulator_goes_silent() -> None:
         sup.stop()
         th.join(5)
     assert any(e.state is LinkState.NEGOTIATING and "no data" in e.reason for e in events)
+
+
+def test_simulator_pleth_at_125_hz_in_blocks() -> None:
+    clock = ManualClock(T0)
+    p = SimulatorProtocol(scenario="stable", pleth_hz=125.0)
+    n = 0
+    for _ in range(40):
+        p.poll(clock.now())
+        n += sum(len(w.samples) for w in p.take_waveforms())
+        clock.advance(0.25)
+    assert abs(n - 125 * 9.75) <= 2  # 39 intervals of 0.25 s
+    assert p.take_waveforms() == []
+
+
+def test_wave_buffer_keeps_the_last_seconds_in_order() -> None:
+    from ketamon.acquisition.buffers import WaveBuffer
+
+    b = WaveBuffer(seconds=1.0, rate_hz=10.0)
+    b.extend([1, 2, 3])
+    assert list(b.snapshot()) == [1, 2, 3]
+    b.extend(range(4, 15))
+    assert list(b.snapshot()) == list(range(5, 15))
+    b.extend(range(100, 125))
+    assert list(b.snapshot()) == list(range(115, 125))

@@ -152,6 +152,7 @@ def session_line(child: Child) -> re.Match[str] | None:
     return next((m for m in map(SESSION.match, child.snapshot()) if m), None)
 
 
+@pytest.mark.pty
 @pytest.mark.slow
 def test_record_survives_sigkill_at_random_points(db_url: str, tmp_path: Path) -> None:
     seed = int(os.environ.get("KETAMON_CRASH_SEED", random.randrange(1 << 30)))

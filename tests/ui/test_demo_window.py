@@ -41,6 +41,7 @@ def test_demo_window_streams_to_chart_and_database_and_leaves_nothing_running(qt
         qtbot.waitUntil(lambda: points("hr") > 5, timeout=15000)
         qtbot.waitUntil(lambda: points("nibp_sys") >= 1, timeout=15000)
         assert view.chart.redraws > 0
+        qtbot.waitUntil(lambda: view.pleth.redraws > 0, timeout=5000)  # pleth strip at 125 Hz
         assert "streaming" in view.link_label.text()
         # Readings are stored once a session runs at the chair.
         from ketamon.domain.session_rules import Treatment
