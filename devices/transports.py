@@ -162,6 +162,86 @@ class TcpTransport:
             sock.close()
 
 
+class TcpListenTransport:
+    """Listens on HOST:PORT and takes one sender at a time (HL7 senders usually connect to the
+    receiver). A sender that disconnects is a lost link; the next open() waits for another."""
+
+    def __init__(self, host: str, port: int, raw_log: IO[bytes] | None = None):
+        self.host, self.port = host, port
+        self.description = f"listening on {host}:{port}"
+        self._raw_log = raw_log
+        self._server: socket.socket | None = None
+        self._conn: socket.socket | None = None
+
+    def _listen(self) -> socket.socket:
+        if self._server is None:
+            srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                srv.bind((self.host, self.port))
+            except OSError as exc:
+                srv.close()
+                raise TransportError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+            srv.listen(1)
+            self.port = srv.getsockname()[1]  # the real port when 0 was asked for
+            self.description = f"listening on {self.host}:{self.port}"
+            self._server = srv
+        return self._server
+
+    def open(self) -> None:
+        srv = self._listen()
+        srv.settimeout(1.0)
+        try:
+            conn, peer = srv.accept()
+        except TimeoutError as exc:
+            raise TransportError(f"no sender has connected to {self.host}:{self.port}") from exc
+        except OSError as exc:
+            raise TransportError(f"{self.description}: {exc}") from exc
+        self._conn = conn
+        self.description = f"{peer[0]}:{peer[1]} → {self.host}:{self.port}"
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        conn = self._conn
+        if conn is None:
+            raise ConnectionLost("no sender connected")
+        conn.settimeout(timeout)
+        try:
+            data = conn.recv(max_bytes)
+        except TimeoutError:
+            return b""
+        except OSError as exc:
+            raise ConnectionLost(f"{self.description}: {exc}") from exc
+        if not data:
+            raise ConnectionLost(f"{self.description}: the sender disconnected")
+        if self._raw_log is not None:
+            self._raw_log.write(data)
+            self._raw_log.flush()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        conn = self._conn
+        if conn is None:
+            raise ConnectionLost("no sender connected")
+        try:
+            conn.sendall(data)
+        except OSError as exc:
+            raise ConnectionLost(f"{self.description}: {exc}") from exc
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def shutdown(self) -> None:
+        """Stop listening (the supervisor's close() only drops the current sender)."""
+        self.close()
+        srv, self._server = self._server, None
+        if srv is not None:
+            srv.close()
+
+
 class ReplayTransport:
     """Plays back a file of recorded device→host bytes; writes are discarded.
 

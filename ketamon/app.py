@@ -121,11 +121,14 @@ class Station:
                 m.protocol.pleth_hz = 125.0
             return m.transport, m.protocol
 
-        desc = (
-            "simulator"
-            if chair.protocol == "simulator"
-            else (f"{chair.protocol} on {chair.port or chair.tcp}")
-        )
+        if chair.protocol == "simulator":
+            desc = "simulator"
+        elif chair.listen is not None:
+            desc = f"{chair.protocol} listening on {chair.listen[0]}:{chair.listen[1]}"
+        elif chair.tcp is not None:
+            desc = f"{chair.protocol} from {chair.tcp[0]}:{chair.tcp[1]}"
+        else:
+            desc = f"{chair.protocol} on {chair.port}"
         acq = ChairAcquisition(
             chair.name, MonitorSpec(make=make, description=desc), self.profile, clock=clock
         )

@@ -100,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--protocol", required=True, choices=wire_protocols())
     where = record.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", metavar="PATH", help="serial port, e.g. /dev/ttyUSB0")
-    where.add_argument("--tcp", metavar="HOST:PORT", help="HL7 over TCP (hl7 only)")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="HL7 over TCP: connect to a sender")
+    where.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="HL7 over TCP: listen for a sender that connects to ketamon (e.g. 0.0.0.0:6661)",
+    )
     record.add_argument("--baud", type=int, metavar="N", help="override the protocol's baud rate")
     record.add_argument("--parity", choices=["N", "E", "O"], help="override the parity")
     record.add_argument(
@@ -264,7 +269,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from devices.protocols import protocol_class
     from devices.readings import Reading
     from devices.supervisor import StatusEvent, Supervisor
-    from devices.transports import SerialTransport, TcpTransport, Transport
+    from devices.transports import SerialTransport, TcpListenTransport, TcpTransport, Transport
     from ketamon.config import database_url, load_config, parse_tcp, serial_settings
     from ketamon.services import (
         find_open_session,
@@ -278,8 +283,8 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ketamon.storage.writer import CommitInfo, DatabaseWriter
 
     cls = protocol_class(args.protocol)
-    if args.tcp and args.protocol != "hl7":
-        raise CommandError("--tcp is only for --protocol hl7")
+    if (args.tcp or args.listen) and args.protocol != "hl7":
+        raise CommandError("--tcp and --listen are only for --protocol hl7")
     if args.seconds is not None and args.seconds <= 0:
         raise CommandError("--seconds must be positive")
     paths = _paths(args)
@@ -292,7 +297,11 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         except OSError as exc:
             raise CommandError(f"cannot open --raw file {args.raw}: {exc.strerror}") from exc
     transport: Transport
-    if args.tcp:
+    if args.listen:
+        host, port = parse_tcp(args.listen, "--listen")
+        transport = TcpListenTransport(host, port, raw_log=raw)
+        chair = args.chair or f"record:listen:{args.listen}"
+    elif args.tcp:
         host, port = parse_tcp(args.tcp)
         transport = TcpTransport(host, port, raw_log=raw)
         chair = args.chair or f"record:{args.tcp}"
@@ -372,7 +381,11 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             source=chair,
         )
         _stop_on_signals(sup.stop)
-        sup.run(max_seconds=args.seconds)
+        try:
+            sup.run(max_seconds=args.seconds)
+        finally:
+            if isinstance(transport, TcpListenTransport):
+                transport.shutdown()
 
         def close_session(s: Any) -> None:
             from ketamon.storage.models import TreatmentSession

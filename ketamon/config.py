@@ -25,6 +25,7 @@ class ChairConfig:
     protocol: str
     port: str | None = None
     tcp: tuple[str, int] | None = None
+    listen: tuple[str, int] | None = None
     serial: SerialSettings | None = None
     scenario: str = "stable"
 
@@ -96,6 +97,7 @@ def _chair(raw: Any, where: str) -> ChairConfig:
         "name",
         "protocol",
         "port",
+        "listen",
         "tcp",
         "baud",
         "parity",
@@ -110,6 +112,13 @@ def _chair(raw: Any, where: str) -> ChairConfig:
         if scenario not in SCENARIOS:
             raise ConfigError(f"{where}: unknown scenario {scenario!r}")
         return ChairConfig(name=name, protocol=protocol, scenario=scenario)
+    listen = raw.get("listen")
+    if listen is not None:
+        if protocol != "hl7":
+            raise ConfigError(f"{where}: 'listen' is only for the hl7 protocol")
+        return ChairConfig(
+            name=name, protocol=protocol, listen=parse_tcp(str(listen), f"{where}: listen")
+        )
     if tcp is not None:
         if protocol != "hl7":
             raise ConfigError(f"{where}: 'tcp' is only for the hl7 protocol")

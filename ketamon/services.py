@@ -22,7 +22,7 @@ from devices.clock import Clock
 from devices.protocols import protocol_class
 from devices.protocols.base import DeviceProtocol
 from devices.protocols.simulator import SimulatedLink, SimulatorProtocol
-from devices.transports import SerialTransport, TcpTransport, Transport
+from devices.transports import SerialTransport, TcpListenTransport, TcpTransport, Transport
 from ketamon.config import ChairConfig, Config
 from ketamon.domain.thresholds import ThresholdError, ThresholdProfile, parse_profile
 from ketamon.resources import read_text
@@ -134,6 +134,8 @@ def build_monitor(chair: ChairConfig, clock: Clock, *, source: str | None = None
         return Monitor(SimulatedLink(proto, clock), proto)
     cls = protocol_class(chair.protocol)
     protocol = cls(source=src)
+    if chair.listen is not None:
+        return Monitor(TcpListenTransport(*chair.listen), protocol)
     if chair.tcp is not None:
         return Monitor(TcpTransport(*chair.tcp), protocol)
     assert chair.port is not None

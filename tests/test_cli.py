@@ -92,3 +92,14 @@ def test_thresholds_show_and_check(capsys: pytest.CaptureFixture[str], tmp_path:
     good.write_text(ROOT.joinpath("resources", "thresholds.toml").read_text())
     assert main(["thresholds", "check", str(good)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_config_listen_is_for_hl7_only(tmp_path: Path) -> None:
+    from ketamon.config import ConfigError, parse_config
+
+    cfg = parse_config('[[chair]]\nname = "C"\nprotocol = "hl7"\nlisten = "0.0.0.0:6661"\n', "c")
+    assert cfg.chairs[0].listen == ("0.0.0.0", 6661)
+    with pytest.raises(ConfigError, match=r"chair\[0\] \(C\): 'listen' is only for the hl7"):
+        parse_config('[[chair]]\nname = "C"\nprotocol = "masimo"\nlisten = "0.0.0.0:1"\n', "c")
+    with pytest.raises(ConfigError, match="expected HOST:PORT"):
+        parse_config('[[chair]]\nname = "C"\nprotocol = "hl7"\nlisten = "nope"\n', "c")

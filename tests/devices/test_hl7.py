@@ -1086,3 +1086,49 @@ def test_time_zone_helper_is_utc() -> None:
         2011, 6, 2, 6, 58, 42, tzinfo=timezone(timedelta(hours=2))
     )
     assert rs[0].device_time.tzinfo is UTC
+
+
+def test_listening_transport_receives_from_a_sender_that_connects(tmp_path: Path) -> None:
+    """Many monitors and gateways connect to the receiver: ketamon listens, ACKs, and takes the
+    sender back after it disconnects."""
+    import socket
+
+    from devices.transports import TcpListenTransport
+
+    capture = run_loopback("hl7", get_scenario("stable"), 60.0).device_to_host
+    frames = [f + b"\x1c\r" for f in capture.split(b"\x1c\r") if f.strip()]
+    transport = TcpListenTransport("127.0.0.1", 0)
+    transport._listen()
+    port = transport.port
+    proto = HL7Protocol(source="listen")
+    readings: list = []
+    events: list = []
+    sup = Supervisor(
+        transport,
+        proto,
+        on_readings=readings.extend,
+        on_status=events.append,
+        backoff_s=(0.05, 0.1),
+    )
+    th = threading.Thread(target=sup.run)
+    th.start()
+    try:
+        for attempt in range(2):  # a sender connects, sends, disconnects; then another
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.settimeout(5)
+                for f in frames[:3]:
+                    c.sendall(f)
+                    ack = c.recv(4096)
+                    assert b"MSA|AA|" in ack
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(
+                e.reason.endswith("disconnected") for e in events[attempt:]
+            ):
+                time.sleep(0.05)
+    finally:
+        sup.stop()
+        th.join(5)
+        transport.shutdown()
+    assert {"hr", "spo2"} <= {r.parameter for r in readings}
+    assert sum(e.state.value == "streaming" for e in events) >= 2
+    assert any("disconnected" in e.reason for e in events)
