@@ -242,6 +242,8 @@ class ChairViewWidget(QWidget):
     def _refresh_prompts(self) -> None:
         ps = [p for p in self.model.prompts() if p.state is not PromptState.DONE][:3]
         keys = [(p.label, p.state.value) for p in ps]
+        pending = self.model.symptom_check_pending
+        keys.append(("symptoms", str(pending)))
         if keys == self._prompt_keys:
             return
         self._prompt_keys = keys
@@ -249,6 +251,14 @@ class ChairViewWidget(QWidget):
             self.prompt_box.removeWidget(b)
             b.deleteLater()
         self.prompt_buttons = []
+        if pending:
+            b = QPushButton("⚠ Ask about symptoms (BP flagged)")
+            b.setObjectName("promptButton")
+            b.setStyleSheet("border: 2px solid #ffcc00; font-weight: bold; color: #ffcc00")
+            b.clicked.connect(lambda _=False: self.open_panel("symptoms"))
+            self.prompt_box.addWidget(b)
+            self.prompt_buttons.append(b)
+            ps = ps[:2]
         for p in ps:
             b = QPushButton(_prompt_text(p))
             b.setMinimumHeight(30)
@@ -295,7 +305,12 @@ class ChairViewWidget(QWidget):
             self.alarm_panel.announce(event.key, event.priority)
 
     def _on_symptom_check_requested(self) -> None:
-        self.open_panel("symptoms")
+        # Do not take the nurse out of a form she is filling in: then it waits at the top of
+        # the Due list instead.
+        if self.current_panel() is None:
+            self.open_panel("symptoms")
+        self._prompt_keys = []
+        self._refresh_prompts()
 
     def _on_chair_link_changed(self, event: StatusEvent) -> None:
         text = LINK_TEXT[event.state]

@@ -128,9 +128,16 @@ def test_whole_esketamine_session(station, qtbot) -> None:  # type: ignore[no-un
     click(qtbot, dose.save_button)
     assert len(model.session.device_times) == 2 and model.dosing_complete()
 
-    # -- to 40 min: the BP rise is flagged and the symptom check opens by itself
+    # -- to 40 min: the BP rise is flagged. The nurse is writing a note: the symptom check
+    # waits at the top of the Due list instead of taking her out of the form.
+    click(qtbot, view.action_buttons["note"])
     advance(qtbot, clock, 37)
-    qtbot.waitUntil(lambda: view.current_panel() == "symptoms", timeout=10000)
+    qtbot.waitUntil(lambda: model.symptom_check_pending, timeout=10000)
+    assert view.current_panel() == "note"
+    qtbot.waitUntil(lambda: any("symptoms" in b.text() for b in view.prompt_buttons), timeout=5000)
+    click(qtbot, view.panels["note"].cancel_button)
+    click(qtbot, next(b for b in view.prompt_buttons if "symptoms" in b.text()))
+    assert view.current_panel() == "symptoms"
     keys = {a.key for a in model.chair.alarms.active()}
     assert keys & {"bp_rise_nibp_sys", "bp_rise_nibp_dia", "nibp_sys", "nibp_dia"}
     shot(window, "esketamine-2-bp-flag-symptom-check")
