@@ -112,25 +112,17 @@ class SerialTransport:
                 port.close()
 
 
-class TcpTransport:
-    """A TCP client socket (HL7 over MLLP from a monitor or gateway)."""
+class _SocketLink:
+    """Reading and writing one connected socket; a closed or failed socket is a lost link."""
 
-    def __init__(self, host: str, port: int, raw_log: IO[bytes] | None = None):
-        self.host, self.port = host, port
-        self.description = f"tcp://{host}:{port}"
-        self._raw_log = raw_log
-        self._sock: socket.socket | None = None
-
-    def open(self) -> None:
-        try:
-            self._sock = socket.create_connection((self.host, self.port), timeout=3.0)
-        except OSError as exc:
-            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+    description: str
+    _raw_log: IO[bytes] | None
+    _sock: socket.socket | None
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
         sock = self._sock
         if sock is None:
-            raise ConnectionLost("socket is not open")
+            raise ConnectionLost(f"{self.description}: not connected")
         sock.settimeout(timeout)
         try:
             data = sock.recv(max_bytes)
@@ -150,7 +142,7 @@ class TcpTransport:
             return
         sock = self._sock
         if sock is None:
-            raise ConnectionLost("socket is not open")
+            raise ConnectionLost(f"{self.description}: not connected")
         try:
             sock.sendall(data)
         except OSError as exc:
@@ -162,7 +154,23 @@ class TcpTransport:
             sock.close()
 
 
-class TcpListenTransport:
+class TcpTransport(_SocketLink):
+    """A TCP client socket (HL7 over MLLP from a monitor or gateway that listens)."""
+
+    def __init__(self, host: str, port: int, raw_log: IO[bytes] | None = None):
+        self.host, self.port = host, port
+        self.description = f"tcp://{host}:{port}"
+        self._raw_log = raw_log
+        self._sock = None
+
+    def open(self) -> None:
+        try:
+            self._sock = socket.create_connection((self.host, self.port), timeout=3.0)
+        except OSError as exc:
+            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+
+
+class TcpListenTransport(_SocketLink):
     """Listens on HOST:PORT and takes one sender at a time (HL7 senders usually connect to the
     receiver). A sender that disconnects is a lost link; the next open() waits for another."""
 
@@ -171,7 +179,7 @@ class TcpListenTransport:
         self.description = f"listening on {host}:{port}"
         self._raw_log = raw_log
         self._server: socket.socket | None = None
-        self._conn: socket.socket | None = None
+        self._sock = None
 
     def _listen(self) -> socket.socket:
         if self._server is None:
@@ -197,42 +205,8 @@ class TcpListenTransport:
             raise TransportError(f"no sender has connected to {self.host}:{self.port}") from exc
         except OSError as exc:
             raise TransportError(f"{self.description}: {exc}") from exc
-        self._conn = conn
+        self._sock = conn
         self.description = f"{peer[0]}:{peer[1]} → {self.host}:{self.port}"
-
-    def read(self, max_bytes: int, timeout: float) -> bytes:
-        conn = self._conn
-        if conn is None:
-            raise ConnectionLost("no sender connected")
-        conn.settimeout(timeout)
-        try:
-            data = conn.recv(max_bytes)
-        except TimeoutError:
-            return b""
-        except OSError as exc:
-            raise ConnectionLost(f"{self.description}: {exc}") from exc
-        if not data:
-            raise ConnectionLost(f"{self.description}: the sender disconnected")
-        if self._raw_log is not None:
-            self._raw_log.write(data)
-            self._raw_log.flush()
-        return data
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return
-        conn = self._conn
-        if conn is None:
-            raise ConnectionLost("no sender connected")
-        try:
-            conn.sendall(data)
-        except OSError as exc:
-            raise ConnectionLost(f"{self.description}: {exc}") from exc
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
 
     def shutdown(self) -> None:
         """Stop listening (the supervisor's close() only drops the current sender)."""

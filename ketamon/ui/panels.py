@@ -114,6 +114,28 @@ class Panel(QWidget):
         self.sig_done.emit()
 
 
+def physician_sign_in(
+    authenticate: Callable[[str, str], CurrentUser] | None,
+    user_field: QLineEdit,
+    password_field: QLineEdit,
+    who: str,
+) -> CurrentUser:
+    """A physician confirms an entry with their own user name and password (asked again every
+    time); the password field is cleared whatever happens."""
+    try:
+        if authenticate is None:
+            raise ActionRefused([f"{who} sign-in is not available"])
+        try:
+            user = authenticate(user_field.text().strip(), password_field.text())
+        except Exception as exc:
+            raise ActionRefused([f"{who} sign-in failed: {exc}"]) from exc
+    finally:
+        password_field.clear()
+    if not user.is_physician:
+        raise ActionRefused([f"{user.full_name} is not a physician"])
+    return user
+
+
 def _spin(lo: float, hi: float, decimals: int = 0, special: str = "—") -> QDoubleSpinBox:
     s = QDoubleSpinBox()
     s.setRange(lo - 1, hi)  # the value below the range means "not entered"
@@ -366,19 +388,9 @@ class ScreeningPanel(Panel):
         self.decision_box.setEnabled(need or not self._bp())
 
     def _prescriber(self) -> CurrentUser:
-        if self._authenticate is None:
-            raise ActionRefused(["Prescriber sign-in is not available"])
-        try:
-            user = self._authenticate(
-                self.prescriber.text().strip(), self.prescriber_password.text()
-            )
-        except Exception as exc:
-            raise ActionRefused([f"Prescriber sign-in failed: {exc}"]) from exc
-        finally:
-            self.prescriber_password.clear()
-        if not user.is_physician:
-            raise ActionRefused([f"{user.full_name} is not a physician"])
-        return user
+        return physician_sign_in(
+            self._authenticate, self.prescriber, self.prescriber_password, "Prescriber"
+        )
 
     def save(self) -> None:
         decision = (
@@ -913,16 +925,9 @@ class DischargePanel(Panel):
     def save(self) -> None:
         override_by = None
         if self.override_reason.text().strip():
-            if self._authenticate is None:
-                raise ActionRefused(["Physician sign-in is not available"])
-            try:
-                override_by = self._authenticate(
-                    self.override_user.text().strip(), self.override_password.text()
-                )
-            except Exception as exc:
-                raise ActionRefused([f"Physician sign-in failed: {exc}"]) from exc
-            finally:
-                self.override_password.clear()
+            override_by = physician_sign_in(
+                self._authenticate, self.override_user, self.override_password, "Physician"
+            )
         ready = self.ready.value()
         if ready < 0:
             raise ActionRefused(["Answer: when would the patient have been ready to leave?"])
