@@ -231,9 +231,45 @@ def cmd_gui(args: argparse.Namespace, *, demo: bool) -> int:
         if not 0 < args.speed <= 1000:
             raise CommandError("--speed must be between 0 and 1000")
         clock = ScaledClock(args.speed)
+    if demo:
+        _set_aside_incompatible_demo_database(paths)
     from ketamon.app import run_gui
 
     return run_gui(paths, config, profile, url, demo=demo, clock=clock)
+
+
+def _set_aside_incompatible_demo_database(paths: Any) -> None:
+    """The demo's database holds only demo data: one an upgrade cannot use is moved aside (and
+    said so) instead of stopping the demo. Real databases are never touched this way."""
+    from datetime import UTC, datetime
+
+    from ketamon.storage.database import DatabaseVersionError
+    from ketamon.storage.migrate import schema_status
+
+    db = paths.database_file
+    if not db.exists():
+        return
+    from ketamon.storage.database import make_engine
+
+    engine = make_engine(paths.sqlite_url())
+    try:
+        status = schema_status(engine)
+        if status.current is None and status.has_any_tables:
+            raise DatabaseVersionError("it has tables but no schema revision")
+    except DatabaseVersionError as exc:
+        engine.dispose()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = db.with_name(f"{db.name}.set-aside-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            old = db.with_name(db.name + suffix)
+            if old.exists():
+                old.rename(aside.with_name(aside.name + suffix))
+        sys.stderr.write(
+            f"ketamon: the demo database could not be used ({exc}); it was moved "
+            f"to {aside} and a new demo database is made\n"
+        )
+    finally:
+        engine.dispose()
 
 
 def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:

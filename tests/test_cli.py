@@ -103,3 +103,23 @@ def test_config_listen_is_for_hl7_only(tmp_path: Path) -> None:
         parse_config('[[chair]]\nname = "C"\nprotocol = "masimo"\nlisten = "0.0.0.0:1"\n', "c")
     with pytest.raises(ConfigError, match="expected HOST:PORT"):
         parse_config('[[chair]]\nname = "C"\nprotocol = "hl7"\nlisten = "nope"\n', "c")
+
+
+def test_demo_sets_aside_a_demo_database_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy import text
+
+    from ketamon.cli import _set_aside_incompatible_demo_database
+    from ketamon.paths import resolve_paths
+    from ketamon.storage.database import make_engine
+
+    paths = resolve_paths(tmp_path, demo=True).ensure()
+    engine = make_engine(paths.sqlite_url())
+    with engine.begin() as c:  # a database from before migrations existed
+        c.execute(text("CREATE TABLE patient (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    _set_aside_incompatible_demo_database(paths)
+    assert not paths.database_file.exists()
+    assert list(paths.data_dir.glob("ketamon.sqlite3.set-aside-*"))
+    assert "moved to" in capsys.readouterr().err
