@@ -110,8 +110,8 @@ class Station:
             writer.call(create)
 
     # ---- chairs ------------------------------------------------------------------------------
-    def add_chair(self, chair: ChairConfig) -> ChairSessionModel:
-        assert self.store is not None
+    def monitor_spec(self, chair: ChairConfig) -> MonitorSpec:
+        """How to reach a chair's monitor; built into a transport in the chair's own thread."""
         clock = self.clock
 
         def make() -> tuple[Transport, DeviceProtocol]:
@@ -122,17 +122,23 @@ class Station:
             return m.transport, m.protocol
 
         if chair.protocol == "simulator":
-            desc = "simulator"
+            desc = f"simulator ({chair.scenario})"
         elif chair.listen is not None:
             desc = f"{chair.protocol} listening on {chair.listen[0]}:{chair.listen[1]}"
         elif chair.tcp is not None:
             desc = f"{chair.protocol} from {chair.tcp[0]}:{chair.tcp[1]}"
         else:
             desc = f"{chair.protocol} on {chair.port}"
+        return MonitorSpec(make=make, description=desc)
+
+    def add_chair(self, chair: ChairConfig) -> ChairSessionModel:
+        assert self.store is not None
         acq = ChairAcquisition(
-            chair.name, MonitorSpec(make=make, description=desc), self.profile, clock=clock
+            chair.name, self.monitor_spec(chair), self.profile, clock=self.clock
         )
-        model = ChairSessionModel(acq, self.store, self.current_user)
+        model = ChairSessionModel(
+            acq, self.store, self.current_user, monitor_factory=self.monitor_spec
+        )
         self.chairs.append(acq)
         self.models.append(model)
         return model

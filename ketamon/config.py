@@ -79,7 +79,8 @@ def _settings_dict(s: SerialSettings) -> dict[str, Any]:
     }
 
 
-def _chair(raw: Any, where: str) -> ChairConfig:
+def parse_chair(raw: Any, where: str) -> ChairConfig:
+    """One [[chair]] table, validated; errors name ``where`` and the key."""
     from devices.protocols import protocol_class
 
     if not isinstance(raw, dict):
@@ -158,7 +159,7 @@ def parse_config(text: str, origin: str) -> Config:
     chairs_raw = data.get("chair", [])
     if not isinstance(chairs_raw, list):
         raise ConfigError(f"{origin}: 'chair' must be an array of tables ([[chair]])")
-    chairs = tuple(_chair(c, f"{origin}: chair[{i}]") for i, c in enumerate(chairs_raw))
+    chairs = tuple(parse_chair(c, f"{origin}: chair[{i}]") for i, c in enumerate(chairs_raw))
     names = [c.name for c in chairs]
     if len(set(names)) != len(names):
         raise ConfigError(f"{origin}: chair names must be unique")

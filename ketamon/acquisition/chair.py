@@ -129,6 +129,15 @@ class ChairAcquisition(QObject):
         self._thread = None
         self._worker = None
 
+    def replace_monitor(self, monitor: MonitorSpec) -> None:
+        """Connect another monitor: stop this chair's thread and start it on the new one."""
+        was_running = self._thread is not None
+        self.stop()
+        self.monitor = monitor
+        self.link_state, self.link_reason = LinkState.STOPPED, ""
+        if was_running:
+            self.start()
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.isRunning()

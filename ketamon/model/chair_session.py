@@ -15,7 +15,8 @@ from PySide6.QtCore import QObject, Signal
 
 from devices.readings import Quality, Reading, make_reading
 from devices.supervisor import LinkState, StatusEvent
-from ketamon.acquisition.chair import ChairAcquisition
+from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
+from ketamon.config import ChairConfig, ConfigError, parse_chair
 from ketamon.domain.alarms import AlarmAction, AlarmEvent
 from ketamon.domain.prompts import Prompt, PromptConfig, Recorded, next_due, prompts
 from ketamon.domain.scales import cadss_score, moaas_priority
@@ -99,6 +100,7 @@ class ChairSessionModel(QObject):
         *,
         prompt_config: PromptConfig | None = None,
         nibp_interval_min: float = 15.0,
+        monitor_factory: Callable[[ChairConfig], MonitorSpec] | None = None,
     ) -> None:
         super().__init__()
         self.chair = chair
@@ -109,6 +111,7 @@ class ChairSessionModel(QObject):
         self.session: _Session | None = None
         self._session_id: int | None = None  # read by the device thread (an atomic int read)
         self._link_lost_since: datetime | None = None
+        self._monitor_factory = monitor_factory
         chair.sink = self._on_chair_readings
         chair.sig_alarm_changed.connect(self._on_chair_alarm_changed)
         chair.sig_link_changed.connect(self._on_chair_link_changed)
@@ -240,6 +243,34 @@ class ChairSessionModel(QObject):
     def suggested_side_effects(self) -> list[str]:
         s = self.session
         return suggested_side_effects(s.flagged_families) if s else []
+
+    # ---- the chair's monitor ------------------------------------------------------------------
+    def connect_monitor(self, protocol: str, address: str = "", scenario: str = "stable") -> str:
+        """Connect this chair to another monitor (before a session starts). ``address`` is a
+        serial port, or HOST:PORT for HL7 over TCP (``listen:HOST:PORT`` to wait for the
+        sender). Returns the new monitor's description."""
+        if self.session is not None and self.session.discharged is None:
+            raise ActionRefused(["Change the monitor before starting the session"])
+        if self._monitor_factory is None:
+            raise ActionRefused(["This station cannot change monitors"])
+        raw: dict[str, object] = {"name": self.chair.name, "protocol": protocol}
+        address = address.strip()
+        if protocol == "simulator":
+            raw["scenario"] = scenario
+        elif protocol == "hl7" and address.startswith("listen:"):
+            raw["listen"] = address.removeprefix("listen:")
+        elif protocol == "hl7" and ":" in address and not address.startswith("/"):
+            raw["tcp"] = address
+        elif address:
+            raw["port"] = address
+        try:
+            chair_config = parse_chair(raw, "monitor")
+        except ConfigError as exc:
+            raise ActionRefused([str(exc).removeprefix(f"monitor ({self.chair.name}): ")]) from exc
+        spec = self._monitor_factory(chair_config)
+        self.chair.replace_monitor(spec)
+        self._changed()
+        return spec.description
 
     # ---- session lifecycle -------------------------------------------------------------------
     def start_session(self, patient: PatientDetails, plan: SessionPlan) -> int:

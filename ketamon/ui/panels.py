@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from devices.scenarios import SCENARIOS
 from ketamon.domain.scales import CADSS_ITEMS, MOAAS_LEVELS, MOAAS_SOURCE, cadss_item_label
 from ketamon.domain.session_rules import (
     CHECKLIST_LABELS,
@@ -214,12 +215,51 @@ class StartSessionPanel(Panel):
         tl.addWidget(self.other, 2, 0)
         tl.addWidget(self.first_treatment, 2, 1)
         self.body.addWidget(treat)
-        self.monitor_label = QLabel(f"Monitor: {model.chair.monitor.description}")
-        self.body.addWidget(self.monitor_label)
+        mon = QGroupBox("The chair's monitor")
+        ml = QGridLayout(mon)
+        self.monitor_label = QLabel(f"Now: {model.chair.monitor.description}")
+        ml.addWidget(self.monitor_label, 0, 0, 1, 4)
+        self.protocol = QComboBox()
+        self.protocol.addItems(["simulator", "intellivue", "datex", "masimo", "hl7"])
+        self.address = QLineEdit()
+        self.address.setPlaceholderText(
+            "serial port, e.g. /dev/ttyUSB0 (HL7: HOST:PORT, or listen:0.0.0.0:6661)"
+        )
+        self.scenario = QComboBox()
+        self.scenario.addItems(list(SCENARIOS))
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.setStyleSheet(BIG)
+        self.connect_button.clicked.connect(self._on_connect_clicked)
+        ml.addWidget(self.protocol, 1, 0)
+        ml.addWidget(self.address, 1, 1)
+        ml.addWidget(self.scenario, 1, 2)
+        ml.addWidget(self.connect_button, 1, 3)
+        self.protocol.currentTextChanged.connect(self._on_protocol_changed)
+        self._on_protocol_changed(self.protocol.currentText())
+        self.body.addWidget(mon)
         self.body.addStretch(1)
 
     def save_text(self) -> str:
         return "Start session"
+
+    def _on_protocol_changed(self, protocol: str) -> None:
+        self.scenario.setVisible(protocol == "simulator")
+        self.address.setVisible(protocol != "simulator")
+
+    def _on_connect_clicked(self) -> None:
+        try:
+            desc = self.model.connect_monitor(
+                self.protocol.currentText(), self.address.text(), self.scenario.currentText()
+            )
+        except ActionRefused as exc:
+            self.error.setText("\n".join(f"• {r}" for r in exc.reasons))
+            return
+        self.error.setText("")
+        self.monitor_label.setText(f"Now: {desc}")
+
+    def refresh(self) -> None:
+        super().refresh()
+        self.monitor_label.setText(f"Now: {self.model.chair.monitor.description}")
 
     def _on_search_text_changed(self, text: str) -> None:
         self._found = self._find(text.strip()) if text.strip() else []

@@ -421,3 +421,46 @@ def test_per_session_limit_override_needs_a_reason_and_is_recorded(station, qtbo
             ).first()
             is not None
         )
+
+
+@pytest.mark.pty
+def test_connect_the_chairs_monitor_at_session_start(station, qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The nurse connects Chair 1 to a Masimo oximeter (an emulator on a real pty)."""
+    from devices.emulators.base import PtyServer
+    from devices.emulators.masimo import MasimoEmulator
+    from devices.scenarios import get_scenario
+
+    _st, window, _clock = station
+    view: ChairViewWidget = window.chair_views[0]
+    model = view.model
+    window.tabs.setCurrentWidget(view)
+    link = tmp_path / "oximeter"
+    server = PtyServer(MasimoEmulator(get_scenario("stable")), speed=5.0, link=link).start()
+    try:
+        click(qtbot, view.action_buttons["start"])
+        start = view.panels["start"]
+        start.protocol.setCurrentText("datex")
+        start.address.setText("")
+        click(qtbot, start.connect_button)
+        assert "needs 'port'" in start.error.text()
+        start.protocol.setCurrentText("masimo")
+        start.address.setText(str(link))
+        click(qtbot, start.connect_button)
+        assert start.error.text() == "" and f"masimo on {link}" in start.monitor_label.text()
+        qtbot.waitUntil(lambda: "streaming" in view.link_label.text(), timeout=10000)
+        before = model.chair.buffers.count("spo2")
+        qtbot.waitUntil(lambda: model.chair.buffers.count("spo2") > before, timeout=10000)
+        sources = {r.source for r, _ in model.chair.buffers.latest().values()}
+        assert "Chair 1" in sources
+        for field, text in ((start.mrn, "OX-1"), (start.first, "Ola"), (start.last, "Oxi")):
+            qtbot.keyClicks(field, text)
+        click(qtbot, start.save_button)
+        assert model.session is not None
+        # Once a session runs, the monitor is not changed under it.
+        from ketamon.model.chair_session import ActionRefused
+
+        with pytest.raises(ActionRefused, match="before starting"):
+            model.connect_monitor("simulator")
+    finally:
+        model.chair.stop()
+        server.stop()
