@@ -1,6 +1,6 @@
 """ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
 
-Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station.
+Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart.
 """
 
 from __future__ import annotations
@@ -195,11 +195,31 @@ def bench_station() -> None:
         print(line, flush=True)
 
 
+def bench_chart() -> None:
+    """Redraw cost of the trend chart holding 2 h and 8 h of 1 Hz data (offscreen)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    for hours in ("2", "8"):
+        out = subprocess.run(
+            [sys.executable, str(HERE / "_chart_probe.py"), hours],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
+        lines = [x for x in out.stdout.splitlines() if x.startswith("chart_")]
+        print(
+            lines[0] if lines else f"chart_redraw_{hours}h: failed ({out.stderr[-300:]})",
+            flush=True,
+        )
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "startup": bench_startup,
     "decode": bench_decode,
     "ingest": bench_ingest,
     "station": bench_station,
+    "chart": bench_chart,
 }
 
 

@@ -193,6 +193,7 @@ class ChairViewWidget(QWidget):
         panel = self.panels[key]
         panel.refresh()
         self.stack.setCurrentWidget(panel)
+        self._on_tick_timeout()  # header, countdowns and Due list as of now
 
     def show_chart(self) -> None:
         self.stack.setCurrentWidget(self.chart)
@@ -261,6 +262,8 @@ class ChairViewWidget(QWidget):
             ps = ps[:2]
         for p in ps:
             b = QPushButton(_prompt_text(p))
+            if p.detail:
+                b.setToolTip(p.detail)
             b.setMinimumHeight(30)
             b.setObjectName("promptButton")
             if p.state is PromptState.OVERDUE:
@@ -328,6 +331,4 @@ class ChairViewWidget(QWidget):
 
 def _prompt_text(p: Prompt) -> str:
     mark = {PromptState.OVERDUE: "⚠ OVERDUE: ", PromptState.DUE: "▶ Due: "}.get(p.state, "Next: ")
-    return f"{mark}{p.label}" + (
-        f" ({p.detail})" if p.detail and p.state is PromptState.OVERDUE else ""
-    )
+    return f"{mark}{p.label}"  # the detail ("24 min late") is the tooltip: the column is narrow

@@ -902,17 +902,18 @@ class DischargePanel(Panel):
             c.setMinimumHeight(32)
             bl.addWidget(c)
         self.body.addWidget(box)
-        form = QFormLayout()
+        question = QLabel(
+            "If there were no 2-hour minimum, when would the patient have been ready to leave? "
+            "(minutes after the first dose)"
+        )
+        question.setWordWrap(True)
+        self.body.addWidget(question)
         self.ready = QSpinBox()
         self.ready.setRange(-1, 1440)
         self.ready.setSpecialValueText("— answer —")
         self.ready.setValue(-1)
-        form.addRow(
-            "If there were no 2-hour minimum, when would the patient have been ready "
-            "to leave? (minutes after the first dose)",
-            self.ready,
-        )
-        self.body.addLayout(form)
+        self.ready.setMaximumWidth(220)
+        self.body.addWidget(self.ready)
         ov = QGroupBox("Discharge before 120 min: physician override")
         ol = QFormLayout(ov)
         self.override_reason = QLineEdit()
