@@ -19,6 +19,7 @@ from ketamon.domain.thresholds import ThresholdProfile
 from ketamon.model.types import (
     CurrentUser,
     DischargeOutcome,
+    Entry,
     OpenSessionInfo,
     PatientDetails,
     Screening,
@@ -36,6 +37,7 @@ from ketamon.storage.models import (
     StaffRole,
     TreatmentSession,
     TreatmentType,
+    User,
 )
 from ketamon.storage.writer import DatabaseWriter
 
@@ -103,6 +105,7 @@ class WriterSessionStore:
                     iv_minutes=ts.planned_minutes,
                     first_treatment=bool(ts.first_treatment),
                 )
+                infusions = [d for d in doses if d.kind is DoseKind.IV_INFUSION]
                 out.append(
                     OpenSessionInfo(
                         session_id=ts.id,
@@ -114,8 +117,47 @@ class WriterSessionStore:
                         device_times=[
                             d.given_at for d in doses if d.kind is DoseKind.ESKETAMINE_DEVICE
                         ],
+                        entries=self._entries(s, ts.id),
+                        infusion=(
+                            (infusions[0].id, infusions[0].given_at, infusions[0].stopped_at)
+                            if infusions
+                            else None
+                        ),
                     )
                 )
+        return out
+
+    @staticmethod
+    def _entries(s: Session, session_id: int) -> list[Entry]:
+        names = {u.id: u.full_name for u in s.scalars(select(User))}
+        rows = s.scalars(
+            select(Observation)
+            .where(Observation.session_id == session_id)
+            .order_by(Observation.observed_at, Observation.id)
+        ).all()
+        out: list[Entry] = []
+        for o in rows:
+            author = names.get(o.author_id, "?")
+            kind = o.kind.value
+            if kind == "moaas" and o.score is not None:
+                out.append(Entry(o.id, kind, o.observed_at, author, str(o.score)))
+            elif kind == "cadss":
+                total = sum(i.score for i in o.items)
+                out.append(Entry(o.id, kind, o.observed_at, author, str(total)))
+            elif kind == "side_effect" and o.severity is not None:
+                out.append(
+                    Entry(
+                        o.id,
+                        kind,
+                        o.observed_at,
+                        author,
+                        o.severity.value,
+                        item=o.item or "",
+                        serious=o.serious,
+                    )
+                )
+            elif kind == "note":
+                out.append(Entry(o.id, kind, o.observed_at, author, o.text))
         return out
 
     # ---- writes ------------------------------------------------------------------------
@@ -298,11 +340,11 @@ class WriterSessionStore:
     def record_note(self, session_id: int, text: str, user: CurrentUser, when: datetime) -> int:
         return int(self._call(lambda s: records.record_note(s, session_id, text, when).id, user))
 
-    def edit_note(self, observation_id: int, text: str, reason: str, user: CurrentUser) -> None:
+    def correct_entry(self, entry: Entry, new_value: str, reason: str, user: CurrentUser) -> None:
+        field = {"moaas": "score", "side_effect": "severity", "note": "text"}[entry.kind]
+        value: object = int(new_value) if field == "score" else new_value
         self._call(
-            lambda s: records.edit_with_reason(
-                s, Observation, observation_id, {"text": text}, reason
-            ),
+            lambda s: records.edit_with_reason(s, Observation, entry.id, {field: value}, reason),
             user,
         )
 

@@ -35,11 +35,12 @@ from ketamon.domain.session_rules import (
     phase,
     total_duration_min,
 )
-from ketamon.domain.side_effects import BP_SYMPTOMS, suggested_side_effects
+from ketamon.domain.side_effects import BP_SYMPTOMS, Severity, suggested_side_effects
 from ketamon.domain.thresholds import Priority
 from ketamon.model.types import (
     CurrentUser,
     DischargeOutcome,
+    Entry,
     OpenSessionInfo,
     PatientDetails,
     Screening,
@@ -78,6 +79,7 @@ class _Session:
     predose_cadss_total: int | None = None
     side_effects: list[SideEffectEntry] = field(default_factory=list)
     notes: list[tuple[int, datetime, str]] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     manual_bp: list[datetime] = field(default_factory=list)
     bp40_reason: str = ""
     symptom_check_pending: bool = False
@@ -311,7 +313,8 @@ class ChairSessionModel(QObject):
         return sid
 
     def resume(self, info: OpenSessionInfo) -> None:
-        self.session = _Session(
+        """Carry on with a session left open by a crash or restart, as it was recorded."""
+        self.session = s = _Session(
             info.session_id,
             info.patient,
             info.plan,
@@ -319,6 +322,22 @@ class ChairSessionModel(QObject):
             first_dose=info.first_dose,
             device_times=list(info.device_times),
         )
+        s.entries = list(info.entries)
+        for e in info.entries:
+            if e.kind == "moaas":
+                s.moaas.append((e.time, int(e.value)))
+            elif e.kind == "cadss":
+                s.cadss.append((e.time, int(e.value)))
+                if info.first_dose is None or e.time < info.first_dose:
+                    s.predose_cadss_total = int(e.value)
+            elif e.kind == "note":
+                s.notes.append((e.id, e.time, e.value))
+            elif e.kind == "side_effect":
+                s.side_effects.append(
+                    SideEffectEntry(e.item, e.item, Severity(e.value), None, e.serious)
+                )
+        if info.infusion is not None:
+            s.infusion_id, s.infusion_start, s.infusion_stop = info.infusion
         self._session_id = info.session_id
         self.chair.set_first_dose(info.first_dose)
         self._changed()
@@ -429,12 +448,27 @@ class ChairSessionModel(QObject):
         self.chair.set_first_dose(when)
 
     # ---- observations ------------------------------------------------------------------------
+    def _entry(self, oid: int, kind: str, when: datetime, value: str, **kw: object) -> None:
+        s = self._require_session()
+        s.entries.append(Entry(oid, kind, when, self.user.full_name, value, **kw))  # type: ignore[arg-type]
+
     def record_moaas(self, score: int) -> None:
         s = self._require_session()
-        prio = moaas_priority(score)
+        moaas_priority(score)  # validates 0-5
         now = self.now()
-        self.store.record_moaas(s.id, score, self.user, now)
+        oid = self.store.record_moaas(s.id, score, self.user, now)
         s.moaas.append((now, score))
+        self._entry(oid, "moaas", now, str(score))
+        self._apply_latest_moaas()
+        self._changed()
+
+    def _apply_latest_moaas(self) -> None:
+        """The MOAA/S flag follows the latest score (also after a correction)."""
+        s = self._require_session()
+        if not s.moaas:
+            return
+        score = s.moaas[-1][1]
+        prio = moaas_priority(score)
         priority = None if prio is None else Priority[prio.upper()]
         msg = f"{priority.marker if priority else ''} MOAA/S {score}".strip()
         if score == 0:
@@ -442,7 +476,6 @@ class ChairSessionModel(QObject):
         self.chair.set_condition("moaas", priority, msg)
         if score <= 3:
             s.flagged_families.add("sedation")
-        self._changed()
 
     def record_cadss(self, items: Mapping[int, int]) -> int:
         s = self._require_session()
@@ -451,8 +484,9 @@ class ChairSessionModel(QObject):
         except ValueError as exc:
             raise ActionRefused([str(exc)]) from exc
         now = self.now()
-        self.store.record_cadss(s.id, items, self.user, now)
+        oid = self.store.record_cadss(s.id, items, self.user, now)
         s.cadss.append((now, result.total))
+        self._entry(oid, "cadss", now, str(result.total))
         if s.first_dose is None:
             s.predose_cadss_total = result.total
         self._changed()
@@ -465,8 +499,9 @@ class ChairSessionModel(QObject):
             raise ActionRefused([f"Answer 'serious adverse event?' for: {', '.join(missing)}"])
         now = self.now()
         for e in entries:
-            self.store.record_side_effect(s.id, e, self.user, now)
+            oid = self.store.record_side_effect(s.id, e, self.user, now)
             s.side_effects.append(e)
+            self._entry(oid, "side_effect", now, e.severity.value, item=e.key, serious=e.serious)
         self._changed()
 
     def add_note(self, text: str) -> int:
@@ -476,17 +511,39 @@ class ChairSessionModel(QObject):
         now = self.now()
         oid = self.store.record_note(s.id, text.strip(), self.user, now)
         s.notes.append((oid, now, text.strip()))
+        self._entry(oid, "note", now, text.strip())
         self._changed()
         return oid
 
-    def edit_note(self, note_id: int, text: str, reason: str) -> None:
+    def correct_entry(self, entry_id: int, new_value: str, reason: str) -> None:
+        """Correct a recorded MOAA/S score, side-effect severity or note, with a reason."""
         s = self._require_session()
+        entry = next((e for e in s.entries if e.id == entry_id), None)
+        if entry is None:
+            raise ActionRefused(["Select the entry to correct"])
+        if entry.kind == "cadss":
+            raise ActionRefused(["A CADSS rating is corrected by rating it again"])
         if not reason.strip():
-            raise ActionRefused(["An edit needs a reason"])
-        if not text.strip():
-            raise ActionRefused(["The note is empty"])
-        self.store.edit_note(note_id, text.strip(), reason.strip(), self.user)
-        s.notes = [(i, t, text.strip() if i == note_id else x) for i, t, x in s.notes]
+            raise ActionRefused(["A correction needs a reason"])
+        value = new_value.strip()
+        if entry.kind == "moaas" and value not in {str(i) for i in range(6)}:
+            raise ActionRefused(["MOAA/S is 0-5"])
+        if entry.kind == "side_effect" and value not in {"mild", "moderate", "severe"}:
+            raise ActionRefused(["Severity is mild, moderate or severe"])
+        if not value:
+            raise ActionRefused(["The new value is empty"])
+        if value == entry.value:
+            raise ActionRefused(["Nothing was changed"])
+        self.store.correct_entry(entry, value, reason.strip(), self.user)
+        fixed = Entry(
+            entry.id, entry.kind, entry.time, entry.author, value, entry.item, entry.serious
+        )
+        s.entries = [fixed if e.id == entry_id else e for e in s.entries]
+        if entry.kind == "note":
+            s.notes = [(i, t, value if i == entry_id else x) for i, t, x in s.notes]
+        if entry.kind == "moaas":
+            s.moaas = [(t, int(value) if t == entry.time else v) for t, v in s.moaas]
+            self._apply_latest_moaas()
         self._changed()
 
     def record_manual_vitals(self, values: Mapping[str, float]) -> None:

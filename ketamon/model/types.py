@@ -101,6 +101,29 @@ class DischargeOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Entry:
+    """One recorded observation as the chair screen lists it: when, who, what."""
+
+    id: int
+    kind: str  # moaas | cadss | side_effect | note
+    time: datetime
+    author: str
+    value: str  # MOAA/S score, CADSS total, side-effect severity, or the note's text
+    item: str = ""  # side-effect key
+    serious: bool | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.kind == "moaas":
+            return f"MOAA/S {self.value}"
+        if self.kind == "cadss":
+            return f"CADSS total {self.value}"
+        if self.kind == "side_effect":
+            return f"Side effect: {self.item} ({self.value})"
+        return f"Note: {self.value}"
+
+
+@dataclass(frozen=True, slots=True)
 class OpenSessionInfo:
     session_id: int
     chair: str
@@ -109,6 +132,8 @@ class OpenSessionInfo:
     started: datetime
     first_dose: datetime | None
     device_times: Sequence[datetime] = field(default=())
+    entries: Sequence[Entry] = field(default=())
+    infusion: tuple[int, datetime, datetime | None] | None = None  # id, start, stop
 
 
 class SessionStore(Protocol):
@@ -169,8 +194,8 @@ class SessionStore(Protocol):
         self, session_id: int, text: str, user: CurrentUser, when: datetime
     ) -> int: ...
 
-    def edit_note(
-        self, observation_id: int, text: str, reason: str, user: CurrentUser
+    def correct_entry(
+        self, entry: Entry, new_value: str, reason: str, user: CurrentUser
     ) -> None: ...
 
     def record_manual_vitals(

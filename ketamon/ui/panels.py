@@ -42,6 +42,7 @@ from ketamon.domain.side_effects import BP_SYMPTOMS, SIDE_EFFECTS, Severity
 from ketamon.model.chair_session import ActionRefused, ChairSessionModel
 from ketamon.model.types import (
     CurrentUser,
+    Entry,
     PatientDetails,
     Screening,
     SessionPlan,
@@ -748,52 +749,95 @@ class NotePanel(Panel):
         self.text = QPlainTextEdit()
         self.text.setPlaceholderText("Note")
         self.body.addWidget(self.text)
+        self.body.addWidget(QLabel("Earlier notes (correct one under Entries, with a reason)"))
         self.history = QListWidget()
-        self.body.addWidget(
-            QLabel(
-                "Earlier notes (select one, change the text above, give a "
-                "reason, then 'Save edit')"
-            )
-        )
         self.body.addWidget(self.history)
-        self.reason = QLineEdit()
-        self.reason.setPlaceholderText("Reason for the edit (required, audited)")
-        self.body.addWidget(self.reason)
-        self.edit_button = QPushButton("Save edit")
-        self.edit_button.setStyleSheet(BIG)
-        self.edit_button.clicked.connect(self._on_edit_clicked)
-        self.body.addWidget(self.edit_button)
-        self.history.currentRowChanged.connect(self._on_history_row_changed)
 
     def refresh(self) -> None:
         super().refresh()
         self.text.clear()
-        self.reason.clear()
         self.history.clear()
         s = self.model.session
-        for _, t, x in s.notes if s else []:
-            self.history.addItem(f"{t.astimezone().strftime('%H:%M')} {x}")
-
-    def _on_history_row_changed(self, row: int) -> None:
-        s = self.model.session
-        if s is not None and 0 <= row < len(s.notes):
-            self.text.setPlainText(s.notes[row][2])
-
-    def _on_edit_clicked(self) -> None:
-        s = self.model.session
-        row = self.history.currentRow()
-        if s is None or not 0 <= row < len(s.notes):
-            self.error.setText("• Select the note to edit")
-            return
-        try:
-            self.model.edit_note(s.notes[row][0], self.text.toPlainText(), self.reason.text())
-        except ActionRefused as exc:
-            self.error.setText("\n".join(f"• {r}" for r in exc.reasons))
-            return
-        self.sig_done.emit()
+        for e in s.entries if s else []:
+            if e.kind == "note":
+                self.history.addItem(
+                    f"{e.time.astimezone().strftime('%H:%M')} · {e.author} · {e.value}"
+                )
 
     def save(self) -> None:
         self.model.add_note(self.text.toPlainText())
+
+
+class EntriesPanel(Panel):
+    """Everything recorded at this chair with its time and author; a MOAA/S score, a side
+    effect's severity or a note can be corrected, always with a reason (audited)."""
+
+    title = "Entries"
+
+    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+        super().__init__(model, parent)
+        self.list = QListWidget()
+        self.list.setMinimumHeight(220)
+        self.body.addWidget(self.list)
+        row = QHBoxLayout()
+        self.choice = QComboBox()
+        self.text = QLineEdit()
+        row.addWidget(QLabel("Correct to"))
+        row.addWidget(self.choice)
+        row.addWidget(self.text, 1)
+        self.body.addLayout(row)
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText("Reason for the correction (required, audited)")
+        self.body.addWidget(self.reason)
+        self.body.addStretch(1)
+        self.list.currentRowChanged.connect(self._on_list_row_changed)
+        self._ids: list[int] = []
+
+    def save_text(self) -> str:
+        return "Save correction"
+
+    def refresh(self) -> None:
+        super().refresh()
+        self.list.clear()
+        self.reason.clear()
+        s = self.model.session
+        entries = list(s.entries) if s else []
+        self._ids = [e.id for e in entries]
+        for e in entries:
+            self.list.addItem(
+                f"{e.time.astimezone().strftime('%H:%M')} · {e.author} · {e.summary}"
+            )
+        self._on_list_row_changed(self.list.currentRow())
+
+    def _selected(self) -> Entry | None:
+        s = self.model.session
+        row = self.list.currentRow()
+        if s is None or not 0 <= row < len(self._ids):
+            return None
+        return next((e for e in s.entries if e.id == self._ids[row]), None)
+
+    def _on_list_row_changed(self, _row: int) -> None:
+        e = self._selected()
+        self.choice.clear()
+        self.text.clear()
+        kind = e.kind if e else ""
+        if kind == "moaas":
+            self.choice.addItems([str(i) for i in range(6)])
+        elif kind == "side_effect":
+            self.choice.addItems(["mild", "moderate", "severe"])
+        if e is not None and kind in ("moaas", "side_effect"):
+            self.choice.setCurrentText(e.value)
+        if e is not None and kind == "note":
+            self.text.setText(e.value)
+        self.choice.setVisible(kind in ("moaas", "side_effect"))
+        self.text.setVisible(kind == "note")
+
+    def save(self) -> None:
+        e = self._selected()
+        if e is None:
+            raise ActionRefused(["Select the entry to correct"])
+        value = self.text.text() if e.kind == "note" else self.choice.currentText()
+        self.model.correct_entry(e.id, value, self.reason.text())
 
 
 class VitalsPanel(Panel):

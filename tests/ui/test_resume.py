@@ -23,6 +23,8 @@ def test_open_session_is_offered_and_resumed_after_restart(qtbot) -> None:  # ty
     sid = model.start_session(
         PatientDetails("DEMO-0002", "Sam", "Sample"), SessionPlan(Treatment.OTHER)
     )
+    model.record_moaas(5)
+    model.add_note("before the restart")
     first.shutdown()  # the app goes away without discharging (a crash or a restart)
 
     second = make_station(
@@ -39,6 +41,11 @@ def test_open_session_is_offered_and_resumed_after_restart(qtbot) -> None:  # ty
         resumed = second.models[0].session
         assert resumed is not None and resumed.id == sid
         assert resumed.patient.mrn == "DEMO-0002"
+        # What was recorded comes back: the pre-dose MOAA/S is not asked for again.
+        assert [e.summary for e in resumed.entries] == ["MOAA/S 5", "Note: before the restart"]
+        assert all(e.author.startswith("Demo Nurse") for e in resumed.entries)
+        due = {p.kind.value for p in second.models[0].prompts() if p.open}
+        assert "moaas" not in due and "predose_bp" in due
         assert second.models[1].session is None
     finally:
         second.shutdown()

@@ -177,19 +177,32 @@ def test_whole_esketamine_session(station, qtbot) -> None:  # type: ignore[no-un
     click(qtbot, se.save_button)
     assert se.error.text() == ""
 
-    # -- a note, then an edit that needs a reason
+    # -- a note; then corrections (a note's text, the MOAA/S score) need a reason
     click(qtbot, view.action_buttons["note"])
     note = view.panels["note"]
     note.text.setPlainText("Patient resting, eyes closed")
     click(qtbot, note.save_button)
-    click(qtbot, view.action_buttons["note"])
-    note.history.setCurrentRow(0)
-    note.text.setPlainText("Patient resting, eyes closed, responsive")
-    click(qtbot, note.edit_button)
-    assert "reason" in note.error.text()
-    qtbot.keyClicks(note.reason, "added responsiveness")
-    click(qtbot, note.edit_button)
+    click(qtbot, view.action_buttons["entries"])
+    entries = view.panels["entries"]
+    texts = [entries.list.item(i).text() for i in range(entries.list.count())]
+    assert any("Demo Nurse" in t and "MOAA/S 3" in t for t in texts), texts  # who and what
+    note_row = next(i for i, t in enumerate(texts) if "Note: Patient resting" in t)
+    entries.list.setCurrentRow(note_row)
+    entries.text.setText("Patient resting, eyes closed, responsive")
+    click(qtbot, entries.save_button)
+    assert "reason" in entries.error.text()
+    qtbot.keyClicks(entries.reason, "added responsiveness")
+    click(qtbot, entries.save_button)
+    assert entries.error.text() == ""
     assert model.session.notes[-1][2].endswith("responsive")
+    click(qtbot, view.action_buttons["entries"])
+    entries.list.setCurrentRow(next(i for i, t in enumerate(texts) if "MOAA/S 3" in t))
+    entries.choice.setCurrentText("4")
+    qtbot.keyClicks(entries.reason, "misread: responded to normal voice")
+    click(qtbot, entries.save_button)
+    assert entries.error.text() == ""
+    assert not any(a.key == "moaas" for a in model.chair.alarms.active())  # 4: no flag
+    assert model.session.moaas[-1][1] == 4
 
     # -- acknowledge with the keyboard
     qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
@@ -225,7 +238,7 @@ def test_whole_esketamine_session(station, qtbot) -> None:  # type: ignore[no-un
     with Session(st.writer.engine) as s:
         ts = s.get(TreatmentSession, sid)
         assert ts is not None and ts.ended_at is not None
-        assert ts.ready_to_leave_min == 95 and ts.sedation is True
+        assert ts.ready_to_leave_min == 95 and ts.sedation is True  # MOAA/S 4 is sedation
         assert ts.first_dose_at is not None
         assert (ts.ended_at - ts.first_dose_at) >= timedelta(minutes=120)
         doses = s.scalars(select(DoseEvent).where(DoseEvent.session_id == sid)).all()
@@ -243,6 +256,8 @@ def test_whole_esketamine_session(station, qtbot) -> None:  # type: ignore[no-un
         audited = s.scalars(select(AuditEntry).where(AuditEntry.user_id == nurse.id)).all()
         assert len(audited) > 10
         assert any(e.reason == "added responsiveness" for e in audited)
+        corrected = [e for e in audited if e.reason == "misread: responded to normal voice"]
+        assert corrected and (corrected[0].old_value, corrected[0].new_value) == ("3", "4")
 
 
 def test_whole_iv_session_with_prescriber_decision_and_early_discharge(station, qtbot) -> None:  # type: ignore[no-untyped-def]
