@@ -79,6 +79,7 @@ class Supervisor:
         self.source = source or protocol.source or transport.description
         self.state = LinkState.STOPPED
         self.reconnects = 0
+        self._last_reason = ""
         self._stop = threading.Event()
 
     # ---- public -----------------------------------------------------------------------------
@@ -127,8 +128,6 @@ class Supervisor:
         self._last_reason = reason
         if self.on_status is not None:
             self.on_status(StatusEvent(self.source, state, previous, reason, self.clock.now()))
-
-    _last_reason = ""
 
     def _session(self, deadline: float | None) -> str | None:
         """One open link. Returns why it ended (or None when asked to stop)."""

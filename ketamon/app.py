@@ -67,11 +67,6 @@ class Station:
         self.writer = DatabaseWriter(engine).start()
         self.store = WriterSessionStore(self.writer, engine, self.profile, self.profile_origin)
 
-    @property
-    def engine(self) -> object:
-        assert self.writer is not None
-        return self.writer.engine
-
     # ---- users -------------------------------------------------------------------------------
     def authenticate(self, username: str, password: str) -> CurrentUser:
         assert self.writer is not None

@@ -22,7 +22,7 @@ from devices.readings import Reading, Waveform
 from devices.supervisor import LinkState, StatusEvent, Supervisor
 from devices.transports import Transport
 from ketamon.acquisition.buffers import TrendBuffers, WaveBuffer
-from ketamon.domain.alarms import AlarmEngine, AlarmEvent, evaluate
+from ketamon.domain.alarms import AlarmEngine, AlarmEvent
 from ketamon.domain.thresholds import Priority, ThresholdProfile
 
 log = logging.getLogger(__name__)
@@ -142,11 +142,10 @@ class ChairAcquisition(QObject):
     def running(self) -> bool:
         return self._thread is not None and self._thread.isRunning()
 
-    def set_profile(self, profile: ThresholdProfile) -> list[AlarmEvent]:
+    def set_profile(self, profile: ThresholdProfile) -> None:
         """Use another threshold profile from now on (a per-session override)."""
         with self._alarm_lock:
             self.alarms.profile = profile
-        return []
 
     def set_first_dose(self, when: datetime | None) -> None:
         """Readings before ``when`` are pre-dose (the BP-rise baseline comes from them)."""
@@ -199,13 +198,13 @@ class ChairAcquisition(QObject):
         self._process(readings, store=True)
 
     def _process(self, readings: Sequence[Reading], *, store: bool) -> None:
-        profile = self.alarms.profile
-        flagged = [int(b.priority) if (b := evaluate(r, profile)) else 0 for r in readings]
+        # One evaluation per reading, under the lock that guards profile swaps and
+        # acknowledgements: it gives both the alarm events and the chart's flags.
+        with self._alarm_lock:
+            events, flagged = self.alarms.process_flagged(readings)
         self.buffers.extend(readings, flagged)
         if store and self.sink is not None:
             self.sink(readings)
-        with self._alarm_lock:
-            events = self.alarms.process(readings)
         for e in events:
             self.sig_alarm_changed.emit(e)
 

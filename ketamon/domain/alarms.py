@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from devices.readings import NIBP_PARAMETERS, Reading
+from devices.readings import Reading
 from ketamon.domain.thresholds import Limit, Priority, ThresholdProfile
 
 
@@ -160,20 +160,29 @@ class AlarmEngine:
         return self.first_dose is None or r.host_time < self.first_dose
 
     def process(self, readings: Iterable[Reading]) -> list[AlarmEvent]:
+        return self.process_flagged(readings)[0]
+
+    def process_flagged(self, readings: Iterable[Reading]) -> tuple[list[AlarmEvent], list[int]]:
+        """Evaluate each reading once: the alarm events, and per reading the priority it
+        breached (0 = none; limits and the BP-rise rule alike) for the chart's flags."""
         events: list[AlarmEvent] = []
+        flags: list[int] = []
         for r in readings:
             if not r.valid:
+                flags.append(0)
                 continue
-            events.extend(self._update(r.parameter, evaluate(r, self.profile), r.host_time))
-            if r.parameter in ("nibp_sys", "nibp_dia") and self._predose(r):
-                self.baseline[r.parameter] = r.value
-                continue
-            if r.parameter in NIBP_PARAMETERS and self.baseline:
-                key = f"bp_rise_{r.parameter}"
-                if r.parameter != "nibp_mean":
-                    br = evaluate_bp_rise(r, self.baseline, self.profile)
-                    events.extend(self._update(key, br, r.host_time))
-        return events
+            breach = evaluate(r, self.profile)
+            worst = int(breach.priority) if breach else 0
+            events.extend(self._update(r.parameter, breach, r.host_time))
+            if r.parameter in ("nibp_sys", "nibp_dia"):
+                if self._predose(r):
+                    self.baseline[r.parameter] = r.value
+                elif self.baseline:
+                    rise = evaluate_bp_rise(r, self.baseline, self.profile)
+                    events.extend(self._update(f"bp_rise_{r.parameter}", rise, r.host_time))
+                    worst = max(worst, int(rise.priority) if rise else 0)
+            flags.append(worst)
+        return events, flags
 
     def _update(self, key: str, breach: Breach | None, when: datetime) -> list[AlarmEvent]:
         if breach is None:

@@ -117,3 +117,21 @@ def test_session_clock_negative_before_dose() -> None:
     assert c.minutes(T0 + timedelta(minutes=45)) == 40
     assert c.observation_remaining_min(T0 + timedelta(minutes=65)) == 60
     assert SessionClock(T0).observation_remaining_min(T0) is None
+
+
+def test_process_flagged_gives_each_reading_its_worst_breach_including_bp_rise() -> None:
+    eng = AlarmEngine(PROFILE)
+    eng.process([r("nibp_sys", 110), r("nibp_dia", 70)])
+    eng.first_dose = T0 + timedelta(seconds=60)
+    _, flags = eng.process_flagged(
+        [
+            r("nibp_sys", 150, 600),
+            r("nibp_dia", 95, 600),
+            r("hr", 70, 600),
+            r("spo2", 50, 600, Quality.INVALID),
+            r("spo2", 78, 601),
+        ]
+    )
+    # sys 150: inside the limits but +40 over baseline (medium); dia 95: both (medium);
+    # hr in range; an invalid reading never flags; SpO2 78 is high.
+    assert flags == [2, 2, 0, 0, 3]
