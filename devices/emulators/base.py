@@ -19,7 +19,7 @@ import time
 import tty
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from devices.scenarios import Link, Scenario
 
@@ -85,7 +85,75 @@ class Pty:
                 os.close(fd)
 
 
-class PtyServer:
+class EmulatorServer(abc.ABC):
+    """What every emulator server shares: the scenario clock, a manual link override for
+    tests, and a serving thread with a bounded stop. Subclasses open and close their endpoint
+    (a pty, a TCP listener) and run the serving loop."""
+
+    def __init__(
+        self,
+        emulator: DeviceEmulator,
+        *,
+        speed: float = 1.0,
+        start_at_s: float = 0.0,
+        tick_s: float = 0.05,
+    ) -> None:
+        self.emulator = emulator
+        self.speed = speed
+        self.start_at_s = start_at_s
+        self.tick_s = tick_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = time.monotonic()
+        self._forced: Link | None = None
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.connections = 0
+
+    def scenario_time(self) -> float:
+        return self.start_at_s + (time.monotonic() - self._t0) * self.speed
+
+    def link_state(self, t: float) -> Link:
+        return self._forced or self.emulator.scenario.link(t)
+
+    def force_link(self, state: Link | None) -> None:
+        """Override the scenario's link state (tests pull the cable by hand with this)."""
+        self._forced = state
+
+    def start(self) -> Self:
+        self._t0 = time.monotonic()
+        self._open()
+        self._thread = threading.Thread(target=self._run, name=f"emulator-{self.emulator.name}")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._t0 = time.monotonic()
+        self._open()
+        self._run()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._close()
+
+    @abc.abstractmethod
+    def _open(self) -> None:
+        """Make the endpoint the host connects to."""
+
+    @abc.abstractmethod
+    def _close(self) -> None:
+        """Take the endpoint away (stop)."""
+
+    @abc.abstractmethod
+    def _run(self) -> None:
+        """Serve until stopped, honouring :meth:`link_state`."""
+
+
+class PtyServer(EmulatorServer):
     """Serves one emulator on a pty until :meth:`stop`.
 
     ``speed`` runs scenario time faster than the wall clock (tests). ``link`` (optional) is a
@@ -102,25 +170,10 @@ class PtyServer:
         start_at_s: float = 0.0,
         tick_s: float = 0.05,
     ) -> None:
-        self.emulator = emulator
-        self.speed = speed
+        super().__init__(emulator, speed=speed, start_at_s=start_at_s, tick_s=tick_s)
         self.link = Path(link) if link else None
-        self.start_at_s = start_at_s
-        self.tick_s = tick_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._pty: Pty | None = None
-        self._t0 = time.monotonic()
-        self._forced: Link | None = None
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.connections = 0
-        self._ready = threading.Event()
         self._lock = threading.Lock()
-
-    # ---- control ----------------------------------------------------------------------------
-    def scenario_time(self) -> float:
-        return self.start_at_s + (time.monotonic() - self._t0) * self.speed
 
     @property
     def path(self) -> str:
@@ -132,28 +185,10 @@ class PtyServer:
                 raise RuntimeError("pty is closed (cable pulled)")
             return self._pty.path
 
-    def force_link(self, state: Link | None) -> None:
-        """Override the scenario's link state (tests pull the cable by hand with this)."""
-        self._forced = state
-
-    def start(self) -> PtyServer:
-        self._t0 = time.monotonic()
+    def _open(self) -> None:
         self._open_pty()
-        self._thread = threading.Thread(target=self._run, name=f"emulator-{self.emulator.name}")
-        self._thread.daemon = True
-        self._thread.start()
-        return self
 
-    def serve_forever(self) -> None:
-        self._t0 = time.monotonic()
-        self._open_pty()
-        self._run()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _close(self) -> None:
         self._close_pty()
         if self.link is not None:
             with contextlib.suppress(OSError):
@@ -182,7 +217,7 @@ class PtyServer:
     def _run(self) -> None:
         while not self._stop.is_set():
             t = self.scenario_time()
-            link = self._forced or self.emulator.scenario.link(t)
+            link = self.link_state(t)
             if link is Link.PULLED:
                 if self._pty is not None:
                     self._close_pty()

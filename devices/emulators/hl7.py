@@ -16,7 +16,6 @@ import math
 import random
 import select
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,7 @@ from typing import ClassVar
 
 import hl7
 
-from devices.emulators.base import DeviceEmulator
+from devices.emulators.base import DeviceEmulator, EmulatorServer
 from devices.protocols.hl7 import MllpDeframer, format_ts, mllp_wrap
 from devices.scenarios import Link, Scenario
 
@@ -242,7 +241,7 @@ class HL7Emulator(DeviceEmulator):
         return bytes(out)
 
 
-class TcpServer:
+class TcpServer(EmulatorServer):
     """Serves one emulator on a loopback TCP socket until :meth:`stop`.
 
     The host connects with ``TcpTransport(server.host, server.port)``. Link faults follow
@@ -261,56 +260,22 @@ class TcpServer:
         start_at_s: float = 0.0,
         tick_s: float = 0.05,
     ) -> None:
-        self.emulator = emulator
+        super().__init__(emulator, speed=speed, start_at_s=start_at_s, tick_s=tick_s)
         self.host = host
         self.port = port
-        self.speed = speed
-        self.start_at_s = start_at_s
-        self.tick_s = tick_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._listener: socket.socket | None = None
         self._client: socket.socket | None = None
-        self._t0 = time.monotonic()
-        self._forced: Link | None = None
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.connections = 0
-
-    # ---- control ----------------------------------------------------------------------------
-    def scenario_time(self) -> float:
-        return self.start_at_s + (time.monotonic() - self._t0) * self.speed
-
-    def force_link(self, state: Link | None) -> None:
-        """Override the scenario's link state (tests pull the cable by hand with this)."""
-        self._forced = state
 
     @property
     def connected(self) -> bool:
         return self._client is not None
 
-    def start(self) -> TcpServer:
-        self._t0 = time.monotonic()
+    def _open(self) -> None:
         self._listen()
         if self._listener is None:
             raise OSError(f"cannot listen on {self.host}:{self.port}")
-        self._thread = threading.Thread(
-            target=self._run, name=f"tcp-emulator-{self.emulator.name}"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-        return self
 
-    def serve_forever(self) -> None:
-        self._t0 = time.monotonic()
-        self._listen()
-        self._run()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _close(self) -> None:
         self._drop_client()
         self._close_listener()
 
@@ -358,7 +323,7 @@ class TcpServer:
     def _run(self) -> None:
         while not self._stop.is_set():
             t = self.scenario_time()
-            link = self._forced or self.emulator.scenario.link(t)
+            link = self.link_state(t)
             if link is Link.PULLED:
                 self._drop_client()
                 self._close_listener()
