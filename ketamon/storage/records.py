@@ -22,6 +22,9 @@ from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from devices.readings import PARAMETERS, Quality
+from ketamon.domain.scales import CADSS_ITEMS as CADSS_ITEM_COUNT
+from ketamon.domain.scales import CADSS_MAX_ITEM, MOAAS_LEVELS
+from ketamon.domain.session_rules import ESKETAMINE_DEVICE_MG
 from ketamon.domain.thresholds import ThresholdProfile
 from ketamon.storage.audit import append_entry, current_user_id, reason
 from ketamon.storage.database import in_session
@@ -52,11 +55,11 @@ from ketamon.storage.models import (
 
 B = TypeVar("B", bound=Base)
 
-ESKETAMINE_DEVICE_MG = 28.0
-MOAAS_RANGE = range(0, 6)
+# The scales and the device size are defined once, in the domain.
+MOAAS_RANGE = range(min(MOAAS_LEVELS), max(MOAAS_LEVELS) + 1)
 RASS_RANGE = range(-5, 5)
-CADSS_ITEMS = range(1, 24)  # the 23-item form: 19 subjective + 4 observer items
-CADSS_SCORES = range(0, 5)
+CADSS_ITEMS = range(1, CADSS_ITEM_COUNT + 1)  # the 23-item form: 19 subjective + 4 observer
+CADSS_SCORES = range(0, CADSS_MAX_ITEM + 1)
 MANUAL_SOURCE = "manual"
 
 
