@@ -302,12 +302,12 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from devices.clock import SystemClock
-    from devices.protocols import protocol_class
     from devices.readings import Reading
     from devices.supervisor import StatusEvent, Supervisor
-    from devices.transports import SerialTransport, TcpListenTransport, TcpTransport, Transport
-    from ketamon.config import database_url, load_config, parse_tcp, serial_settings
+    from devices.transports import TcpListenTransport
+    from ketamon.config import database_url, load_config, parse_chair
     from ketamon.services import (
+        build_monitor,
         find_open_session,
         get_or_create_patient,
         open_database,
@@ -318,7 +318,6 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     )
     from ketamon.storage.writer import CommitInfo, DatabaseWriter
 
-    cls = protocol_class(args.protocol)
     if (args.tcp or args.listen) and args.protocol != "hl7":
         raise CommandError("--tcp and --listen are only for --protocol hl7")
     if args.seconds is not None and args.seconds <= 0:
@@ -332,25 +331,27 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             raw = open(args.raw, "ab")  # noqa: SIM115 - closed in finally
         except OSError as exc:
             raise CommandError(f"cannot open --raw file {args.raw}: {exc.strerror}") from exc
-    transport: Transport
+    # The command line is read as a [[chair]] table: the same checks and messages as the
+    # configuration file, and the same way from a chair to its transport and protocol.
+    raw_chair: dict[str, Any] = {"protocol": args.protocol}
     if args.listen:
-        host, port = parse_tcp(args.listen, "--listen")
-        transport = TcpListenTransport(host, port, raw_log=raw)
+        raw_chair["listen"] = args.listen
         chair = args.chair or f"record:listen:{args.listen}"
     elif args.tcp:
-        host, port = parse_tcp(args.tcp)
-        transport = TcpTransport(host, port, raw_log=raw)
+        raw_chair["tcp"] = args.tcp
         chair = args.chair or f"record:{args.tcp}"
     else:
-        settings = serial_settings(
-            cls.default_serial,
-            baud=args.baud,
-            parity=args.parity,
-            rtscts=None if args.rtscts is None else args.rtscts == "on",
-            where="command line",
-        )
-        transport = SerialTransport(args.port, settings, raw_log=raw)
+        raw_chair.update(port=args.port, baud=args.baud, parity=args.parity)
+        if args.rtscts is not None:
+            raw_chair["rtscts"] = args.rtscts == "on"
         chair = args.chair or f"record:{args.port}"
+    raw_chair["name"] = chair
+    monitor = build_monitor(
+        parse_chair({k: v for k, v in raw_chair.items() if v is not None}, "command line"),
+        SystemClock(),
+        raw_log=raw,
+    )
+    transport = monitor.transport
     clock = SystemClock()
     engine = open_database(url)
     lock = threading.Lock()
@@ -407,7 +408,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 lambda s: record_link_event(s, session_id, e.state.value, e.reason, e.time)
             )
 
-        proto = cls(source=chair)
+        proto = monitor.protocol
         sup = Supervisor(
             transport,
             proto,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -127,7 +128,14 @@ class Monitor:
     protocol: DeviceProtocol
 
 
-def build_monitor(chair: ChairConfig, clock: Clock, *, source: str | None = None) -> Monitor:
+def build_monitor(
+    chair: ChairConfig,
+    clock: Clock,
+    *,
+    source: str | None = None,
+    raw_log: IO[bytes] | None = None,
+) -> Monitor:
+    """The transport and protocol for a chair; ``raw_log`` keeps the received bytes."""
     src = source or chair.name
     if chair.protocol == "simulator":
         proto = SimulatorProtocol(source=src, scenario=chair.scenario)
@@ -135,11 +143,12 @@ def build_monitor(chair: ChairConfig, clock: Clock, *, source: str | None = None
     cls = protocol_class(chair.protocol)
     protocol = cls(source=src)
     if chair.listen is not None:
-        return Monitor(TcpListenTransport(*chair.listen), protocol)
+        return Monitor(TcpListenTransport(*chair.listen, raw_log=raw_log), protocol)
     if chair.tcp is not None:
-        return Monitor(TcpTransport(*chair.tcp), protocol)
+        return Monitor(TcpTransport(*chair.tcp, raw_log=raw_log), protocol)
     assert chair.port is not None
-    return Monitor(SerialTransport(chair.port, chair.serial or cls.default_serial), protocol)
+    serial = chair.serial or cls.default_serial
+    return Monitor(SerialTransport(chair.port, serial, raw_log=raw_log), protocol)
 
 
 def open_database(url: str, *, backup_dir: Path | None = None) -> Engine:
