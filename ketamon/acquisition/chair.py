@@ -78,7 +78,6 @@ class ChairAcquisition(QObject):
         monitor: MonitorSpec,
         profile: ThresholdProfile,
         *,
-        sink: ReadingSink | None = None,
         clock: Clock | None = None,
         buffers: TrendBuffers | None = None,
     ) -> None:
@@ -89,7 +88,8 @@ class ChairAcquisition(QObject):
         self.buffers = buffers or TrendBuffers()
         self.pleth = WaveBuffer()
         self.alarms = AlarmEngine(profile)
-        self.sink = sink
+        #: where readings go to be stored (the session model routes them to its session)
+        self.sink: ReadingSink | None = None
         self.link_state = LinkState.STOPPED
         self.link_reason = ""
         self._alarm_lock = threading.Lock()  # the engine is also touched by acknowledge()
@@ -128,6 +128,10 @@ class ChairAcquisition(QObject):
             thread.wait()
         self._thread = None
         self._worker = None
+
+    def set_sink(self, sink: ReadingSink | None) -> None:
+        """Send every monitor reading to ``sink`` (called in the chair's thread)."""
+        self.sink = sink
 
     def replace_monitor(self, monitor: MonitorSpec) -> None:
         """Connect another monitor: stop this chair's thread and start it on the new one."""

@@ -114,7 +114,7 @@ class ChairSessionModel(QObject):
         self._session_id: int | None = None  # read by the device thread (an atomic int read)
         self._link_lost_since: datetime | None = None
         self._monitor_factory = monitor_factory
-        chair.sink = self._on_chair_readings
+        chair.set_sink(self._on_chair_readings)
         chair.sig_alarm_changed.connect(self._on_chair_alarm_changed)
         chair.sig_link_changed.connect(self._on_chair_link_changed)
 
