@@ -22,7 +22,7 @@ from devices.readings import Reading, Waveform
 from devices.supervisor import LinkState, StatusEvent, Supervisor
 from devices.transports import Transport
 from ketamon.acquisition.buffers import TrendBuffers, WaveBuffer
-from ketamon.domain.alarms import AlarmEngine, AlarmEvent
+from ketamon.domain.alarms import ActiveAlarm, AlarmEngine, AlarmEvent
 from ketamon.domain.thresholds import Priority, ThresholdProfile
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,20 @@ class ChairAcquisition(QObject):
             thread.wait()
         self._thread = None
         self._worker = None
+
+    # The UI reads alarm state here, under the lock the device thread takes to change it.
+    def active_alarms(self) -> list[ActiveAlarm]:
+        with self._alarm_lock:
+            return self.alarms.active()
+
+    def worst_alarm(self) -> Priority | None:
+        with self._alarm_lock:
+            return self.alarms.worst()
+
+    @property
+    def profile(self) -> ThresholdProfile:
+        """The threshold profile in force (immutable; swapped whole by set_profile)."""
+        return self.alarms.profile
 
     def set_sink(self, sink: ReadingSink | None) -> None:
         """Send every monitor reading to ``sink`` (called in the chair's thread)."""

@@ -213,7 +213,7 @@ class ChairSessionModel(QObject):
             assert state is not None
             reasons += [
                 r
-                for r in dose_blockers(state, self.chair.alarms.profile.predose_advisory)
+                for r in dose_blockers(state, self.chair.profile.predose_advisory)
                 if s.screening is not None or "missing" not in r
             ]
         if s.plan.treatment is Treatment.ESKETAMINE:
@@ -376,7 +376,7 @@ class ChairSessionModel(QObject):
         self._changed()
 
     def needs_prescriber_decision(self, bp: tuple[float, float] | None) -> bool:
-        return bp is not None and self.chair.alarms.profile.predose_advisory.applies(*bp)
+        return bp is not None and self.chair.profile.predose_advisory.applies(*bp)
 
     # ---- dosing ------------------------------------------------------------------------------
     def log_esketamine_device(self, lot: str) -> int:
@@ -603,7 +603,7 @@ class ChairSessionModel(QObject):
         if not reason.strip():
             raise ActionRefused(["A threshold override needs a reason"])
         try:
-            profile = self.chair.alarms.profile.with_limit(limit_id, low, high)
+            profile = self.chair.profile.with_limit(limit_id, low, high)
         except ValueError as exc:
             raise ActionRefused([str(exc)]) from exc
         self.store.record_threshold_override(

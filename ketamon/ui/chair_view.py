@@ -110,7 +110,7 @@ class ChairViewWidget(QWidget):
         body = QHBoxLayout()
         self.stack = QStackedWidget()
         self.chart = TrendChartWidget(
-            self.chair.buffers, self.chair.alarms.profile, model.session_clock, model.now
+            self.chair.buffers, self.chair.profile, model.session_clock, model.now
         )
         self.stack.addWidget(self.chart)
         self.panels: dict[str, Panel] = {
@@ -143,7 +143,7 @@ class ChairViewWidget(QWidget):
         self.prompt_box = QVBoxLayout()
         side.addLayout(self.prompt_box)
         self.prompt_buttons: list[QPushButton] = []
-        self.alarm_panel = AlarmPanel(self.chair.alarms.active, sound)
+        self.alarm_panel = AlarmPanel(self.chair.active_alarms, sound)
         self.alarm_panel.sig_acknowledge_requested.connect(self._on_acknowledge_requested)
         side.addWidget(self.alarm_panel, 1)
         self.pleth = PlethStripWidget(self.chair.pleth)
@@ -290,7 +290,7 @@ class ChairViewWidget(QWidget):
                 b.setEnabled(active)
 
     def _on_model_changed(self) -> None:
-        self.chart.set_profile(self.chair.alarms.profile)
+        self.chart.set_profile(self.chair.profile)
         self._refresh_actions()
         self.alarm_panel.refresh()
         s = self.model.session

@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         if self.overview is not None:
             self.overview.refresh()
             for i, v in enumerate(self.chair_views, 1):
-                worst = v.chair.alarms.worst()
+                worst = v.chair.worst_alarm()
                 marker = f" {worst.marker}" if worst is not None else ""
                 self.tabs.setTabText(i, f"{v.chair.name}{marker} (Ctrl+{i})")
 

@@ -17,7 +17,7 @@ from ketamon.ui import theme
 def chair_summary(model: ChairSessionModel) -> dict[str, str]:
     """The overview's texts for one chair (also used by tests)."""
     s = model.session
-    worst = model.chair.alarms.worst()
+    worst = model.chair.worst_alarm()
     alarm = (
         "no active flags"
         if worst is None
@@ -82,6 +82,7 @@ class ChairCard(QFrame):
         self.alarm.setStyleSheet("font-size: 12pt; font-weight: bold; background: transparent")
         for w in (self.name, self.lines, self.alarm):
             lay.addWidget(w)
+        self._colour = ""
         self.refresh()
 
     def refresh(self) -> None:
@@ -89,9 +90,12 @@ class ChairCard(QFrame):
         self.lines.setText(
             f"{d['patient']}\n{d['phase']}  {d['time']}\nNext: {d['next']}\nMonitor: {d['link']}"
         )
-        worst = self.model.chair.alarms.worst()
+        worst = self.model.chair.worst_alarm()
         self.alarm.setText(d["alarm"])
         colour = "#2a3138" if worst is None else theme.PRIORITY_COLOURS[worst]
+        if colour == self._colour:  # restyling re-polishes the card: only on a change
+            return
+        self._colour = colour
         self.alarm.setStyleSheet(
             f"font-size: 12pt; font-weight: bold; background: transparent; color: "
             f"{'#9aa5b1' if worst is None else colour}"

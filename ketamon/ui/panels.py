@@ -418,7 +418,7 @@ class ScreeningPanel(Panel):
     def _on_bp_value_changed(self) -> None:
         bp = self._bp()
         need = self.model.needs_prescriber_decision(bp)
-        adv = self.model.chair.alarms.profile.predose_advisory
+        adv = self.model.chair.profile.predose_advisory
         self.advisory.setText(
             f"⚠ Pre-dose BP above {adv.sys_above:.0f}/{adv.dia_above:.0f} "
             f"(advisory, {adv.source}):"
@@ -1054,7 +1054,7 @@ class LimitsPanel(Panel):
                 w.deleteLater()
         self.rows = {}
         self.reason.clear()
-        for i, lim in enumerate(self.model.chair.alarms.profile.limits):
+        for i, lim in enumerate(self.model.chair.profile.limits):
             self.grid.addWidget(QLabel(f"{lim.priority.marker} {lim.label}"), i, 0)
             spins: list[QDoubleSpinBox | None] = []
             for col, value in ((1, lim.low), (2, lim.high)):
@@ -1075,7 +1075,7 @@ class LimitsPanel(Panel):
 
     def save(self) -> None:
         changed = []
-        for lim in self.model.chair.alarms.profile.limits:
+        for lim in self.model.chair.profile.limits:
             low_s, high_s = self.rows.get(lim.id, (None, None))
             low = low_s.value() if low_s is not None else None
             high = high_s.value() if high_s is not None else None
