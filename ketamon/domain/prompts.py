@@ -1,6 +1,7 @@
 """What is due at a chair: pre-dose BP, the ~40-minute BP, periodic vitals, MOAA/S and CADSS.
 
-Pure functions of the session clock, the times things were recorded, and the configuration.
+Pure functions of the session clock, the times things were recorded, and the configuration
+(:class:`PromptConfig`, normally from the site profile: ``SiteProfile.prompt_config()``).
 Times are session minutes (minutes since the first dose; negative before it).
 """
 
@@ -37,6 +38,10 @@ class PromptConfig:
     scale_times_min: tuple[float, ...] = (40.0, 90.0)  # plus pre-dose and before discharge
     scale_early_min: float = 5.0  # an entry this early counts for the time point
     scale_grace_min: float = 10.0
+    #: the before-discharge MOAA/S and CADSS are due this long before the minimum observation
+    #: ends (105 min by default), and stay due until discharge
+    predischarge_lead_min: float = 15.0
+    min_observation_min: float = MIN_OBSERVATION_MIN
 
     def __post_init__(self) -> None:
         if not 5.0 <= self.vitals_interval_min <= 30.0:
@@ -44,6 +49,15 @@ class PromptConfig:
         lo, hi = self.bp40_window_min
         if not 0 < lo < hi:
             raise ValueError(f"40-min BP window must be 0 < start < end, got {lo:g}-{hi:g}")
+        if not 0 <= self.predischarge_lead_min < self.min_observation_min:
+            raise ValueError(
+                "before-discharge lead must be 0 or more and below the minimum observation, "
+                f"got {self.predischarge_lead_min:g}"
+            )
+
+    @property
+    def predischarge_due_min(self) -> float:
+        return self.min_observation_min - self.predischarge_lead_min
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +157,23 @@ def prompts(
     for at in cfg.scale_times_min:
         out.append(_scale_prompt(PromptKind.MOAAS, "MOAA/S", rec.moaas, at, t, cfg))
         out.append(_scale_prompt(PromptKind.CADSS, "CADSS", rec.cadss, at, t, cfg))
+    at = cfg.predischarge_due_min
+    out.append(_predischarge_prompt(PromptKind.MOAAS, "MOAA/S", rec.moaas, at, t))
+    out.append(_predischarge_prompt(PromptKind.CADSS, "CADSS", rec.cadss, at, t))
     return _order(out)
+
+
+def _predischarge_prompt(
+    kind: PromptKind, name: str, times: Sequence[float], at: float, now: float
+) -> Prompt:
+    """Due from ``at`` until discharge (never overdue: discharge waits for it); done by a
+    rating recorded at or after ``at``."""
+    label = f"{name} before discharge"
+    if _any_in(times, at, float("inf")):
+        return Prompt(kind, label, at, PromptState.DONE)
+    if now < at:
+        return Prompt(kind, label, at, PromptState.UPCOMING)
+    return Prompt(kind, label, at, PromptState.DUE)
 
 
 def _order(ps: list[Prompt]) -> list[Prompt]:
@@ -164,7 +194,10 @@ def next_due(ps: Sequence[Prompt]) -> Prompt | None:
     return None
 
 
-def discharge_countdown_min(clock: SessionClock, now: datetime) -> float | None:
+def discharge_countdown_min(
+    clock: SessionClock, now: datetime, cfg: PromptConfig | None = None
+) -> float | None:
     if clock.first_dose is None:
         return None
-    return max(0.0, MIN_OBSERVATION_MIN - clock.minutes(now))
+    minimum = cfg.min_observation_min if cfg is not None else MIN_OBSERVATION_MIN
+    return max(0.0, minimum - clock.minutes(now))

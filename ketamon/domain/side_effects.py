@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -18,7 +19,9 @@ class SideEffect:
     key: str
     label: str
     serious: bool = False  # asks "serious adverse event?" (REMS SAE field)
-    suggested_by: str | None = None  # vital-sign flag family that suggests it
+    #: the vital-sign flag family that suggests it (ketamon.domain.alarms.alarm_family):
+    #: "bp_high", "hr_high" or "resp"; a low BP or a low HR suggests nothing
+    suggested_by: str | None = None
 
 
 SIDE_EFFECTS: tuple[SideEffect, ...] = (
@@ -32,7 +35,7 @@ SIDE_EFFECTS: tuple[SideEffect, ...] = (
     SideEffect("hypoesthesia", "Numbness, including oral numbness"),
     SideEffect("anxiety", "Anxiety"),
     SideEffect("lethargy", "Lethargy / lack of energy"),
-    SideEffect("bp_increased", "Blood pressure increased", suggested_by="bp"),
+    SideEffect("bp_increased", "Blood pressure increased", suggested_by="bp_high"),
     SideEffect("vomiting", "Vomiting"),
     SideEffect("paraesthesia", "Tingling, including oral tingling"),
     SideEffect("vision", "Blurred or double vision"),
@@ -45,14 +48,19 @@ SIDE_EFFECTS: tuple[SideEffect, ...] = (
     SideEffect("tremor", "Tremor"),
     SideEffect("confusion", "Confusion / mental impairment"),
     SideEffect("urinary", "Urinary frequency / bladder symptoms"),
-    SideEffect("tachycardia", "Tachycardia", suggested_by="hr"),
-    SideEffect("respiratory_depression", "Respiratory depression (low RR or SpO₂)", serious=True),
+    SideEffect("tachycardia", "Tachycardia", suggested_by="hr_high"),
+    SideEffect(
+        "respiratory_depression",
+        "Respiratory depression (low RR or SpO₂)",
+        serious=True,
+        suggested_by="resp",
+    ),
     SideEffect("loss_of_consciousness", "Loss of consciousness", serious=True),
     SideEffect(
         "hypertensive_crisis",
         "Hypertensive crisis / encephalopathy symptoms",
         serious=True,
-        suggested_by="bp",
+        suggested_by="bp_high",
     ),
     SideEffect("psychosis", "Psychotic symptoms", serious=True),
     SideEffect("suicidality", "Suicidal ideation or behaviour", serious=True),
@@ -72,6 +80,10 @@ BP_SYMPTOMS: tuple[tuple[str, str], ...] = (
 )
 
 
-def suggested_side_effects(flagged_families: set[str]) -> list[str]:
-    """Keys to pre-tick from flagged vitals: 'bp' → BP increased, 'hr' → tachycardia."""
+def suggested_side_effects(flagged_families: Collection[str]) -> list[str]:
+    """Keys to pre-tick from flagged vitals: "bp_high" → BP increased, "hr_high" → tachycardia.
+
+    Serious items are never pre-ticked (they ask "serious adverse event?"); families come from
+    :func:`ketamon.domain.alarms.alarm_family`, so a low BP or a low HR suggests nothing.
+    """
     return [s.key for s in SIDE_EFFECTS if s.suggested_by in flagged_families and not s.serious]

@@ -1,6 +1,10 @@
 """Active flags with IEC 60601-1-8 presentation: high red flashing ~2 Hz, medium yellow
 flashing ~0.6 Hz, low cyan steady, each with its ***/**/* marker and priority word so colour
-is never the only signal. ACKNOWLEDGED and AUDIO PAUSED use those names."""
+is never the only signal. ACKNOWLEDGED and AUDIO PAUSED use those names.
+
+AUDIO PAUSED lasts ``audio_pause_s`` (the site profile's setting, 1-5 min) and a newly raised or
+escalated high-priority flag ends it at once: high priority is never silenced by a pause that
+began before it."""
 
 from __future__ import annotations
 
@@ -18,12 +22,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ketamon.domain.alarms import ActiveAlarm, AlarmState
+from ketamon.domain.alarms import ActiveAlarm, AlarmState, AudioPause
 from ketamon.domain.thresholds import Priority
 from ketamon.ui import theme
 
 FLASH_HZ = {Priority.HIGH: 2.0, Priority.MEDIUM: 0.6}
-AUDIO_PAUSE_S = 120  # default 2 min (configurable 1-5 min)
+AUDIO_PAUSE_S = 120.0  # default 2 min (site profile: alarms.audio_pause_min, 1-5 min)
 #: an unacknowledged flag sounds again after this many seconds
 REPEAT_S = {Priority.HIGH: 15.0, Priority.MEDIUM: 30.0}
 
@@ -71,10 +75,13 @@ class AlarmPanel(QWidget):
         active: Callable[[], list[ActiveAlarm]],
         sound: Callable[[Priority], None] | None = None,
         parent: QWidget | None = None,
+        *,
+        audio_pause_s: float = AUDIO_PAUSE_S,
     ) -> None:
         super().__init__(parent)
         self._active = active
         self._sound = sound
+        self.pause = AudioPause(audio_pause_s)
         self._last_sounded: dict[str, float] = {}
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -101,7 +108,8 @@ class AlarmPanel(QWidget):
         self.ack_button.clicked.connect(self.sig_acknowledge_requested)
         self.pause_button = QPushButton("⊘ AUDIO PAUSED")
         self.pause_button.setToolTip(
-            "Pause alarm sounds for 2 min (high priority never indefinitely)"
+            f"Pause alarm sounds for {audio_pause_s / 60:g} min "
+            "(a new high-priority flag ends the pause)"
         )
         self.pause_button.setCheckable(True)
         self.pause_button.clicked.connect(self._on_pause_clicked)
@@ -111,7 +119,6 @@ class AlarmPanel(QWidget):
         lay.addLayout(buttons)
         self.rows: list[AlarmRow] = []
         self._keys: list[tuple[str, int, bool, str, str]] = []
-        self.audio_paused_until = 0.0
         self._t0 = time.monotonic()
         self._timer = QTimer(self)
         self._timer.setInterval(100)
@@ -124,15 +131,23 @@ class AlarmPanel(QWidget):
         self._timer.stop()
 
     @property
+    def audio_pause_s(self) -> float:
+        return self.pause.length_s
+
+    @property
     def audio_paused(self) -> bool:
-        return time.monotonic() < self.audio_paused_until
+        return self.pause.paused(time.monotonic())
+
+    @property
+    def audio_paused_until(self) -> float:
+        return self.pause.until
 
     def _on_pause_clicked(self) -> None:
-        self.audio_paused_until = time.monotonic() + AUDIO_PAUSE_S if not self.audio_paused else 0
+        self.pause.toggle(time.monotonic())
         self._update_pause_button()
 
     def _update_pause_button(self) -> None:
-        left = self.audio_paused_until - time.monotonic()
+        left = self.pause.remaining_s(time.monotonic())
         self.pause_button.setChecked(left > 0)
         self.pause_button.setText(
             f"⊘ AUDIO PAUSED {int(left // 60)}:{int(left % 60):02d}"
@@ -158,7 +173,15 @@ class AlarmPanel(QWidget):
         return [r.text() for r in self.rows]
 
     def announce(self, key: str, priority: Priority) -> None:
-        """Sound a newly raised or escalated flag (unless audio is paused)."""
+        """Sound a newly raised or escalated flag (unless audio is paused). A new high-priority
+        flag ends AUDIO PAUSED first."""
+        was_paused = self.audio_paused
+        self.pause.new_flag(priority, time.monotonic())
+        if was_paused and not self.audio_paused:
+            self._update_pause_button()
+        self._sound_flag(key, priority)
+
+    def _sound_flag(self, key: str, priority: Priority) -> None:
         self._last_sounded[key] = time.monotonic()
         if self._sound is not None and not self.audio_paused:
             self._sound(priority)
@@ -170,7 +193,7 @@ class AlarmPanel(QWidget):
             if every is None or a.acknowledged:
                 continue
             if now - self._last_sounded.get(a.key, now) >= every:
-                self.announce(a.key, a.priority)
+                self._sound_flag(a.key, a.priority)  # a repeat: it does not end a pause
 
     def _on_timer_timeout(self) -> None:
         self.refresh()
@@ -179,5 +202,5 @@ class AlarmPanel(QWidget):
         for r in self.rows:
             hz = FLASH_HZ.get(r.alarm.priority)
             r.paint(True if hz is None else (t * hz) % 1.0 < 0.5)
-        if self.pause_button.isChecked() or self.audio_paused_until:
+        if self.pause_button.isChecked() or self.pause.until:
             self._update_pause_button()
