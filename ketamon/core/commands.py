@@ -1,0 +1,218 @@
+"""The commands a user (or the alarm engine) gives a chair's session core.
+
+Each is a frozen value: what was asked, never who asked it (the actor travels beside it). A
+second person's authorisation (a physician signing in at the chair) and a signature travel as
+:class:`Credentials`, checked by the core's authenticator, never trusted as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ketamon.domain.alarms import AlarmEvent
+from ketamon.domain.record import PatientInfo, Plan
+from ketamon.domain.session_rules import PrescriberDecision
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StartSession:
+    patient: PatientInfo
+    plan: Plan
+    device: str = ""
+    #: the nurse confirmed this is the patient in the chair
+    confirmed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordScreening:
+    bp: tuple[float, float] | None
+    hr: float | None
+    bp_source: str  # monitor | manual
+    fasting: bool
+    escort: bool
+    benzodiazepine: bool = False
+    hypnotic: bool = False
+    opioid: bool = False
+    psychostimulant: bool = False
+    maoi: bool = False
+    rems_enrolled: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrescriberDecide:
+    decision: PrescriberDecision
+    note: str = ""
+    authoriser: Credentials | None = None  # needed unless the actor is a physician
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideMissingBp:
+    reason: str
+    authoriser: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogDevice:
+    lot: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartInfusion:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StopInfusion:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogOtherDose:
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMoaas:
+    score: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRass:
+    score: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCadss:
+    items: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SideEffectInput:
+    item: str
+    severity: str  # mild | moderate | severe
+    serious: bool | None = None
+    onset: str | None = None  # ISO time
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSideEffects:
+    effects: Sequence[SideEffectInput]
+
+
+@dataclass(frozen=True, slots=True)
+class AddNote:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordVitals:
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSymptomCheck:
+    answers: Mapping[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBp40Reason:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Correct:
+    target_id: int
+    changes: Mapping[str, object]
+    reason: str
+    in_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledge:
+    key: str | None = None  # None: every unacknowledged flag
+
+
+@dataclass(frozen=True, slots=True)
+class ResetAlarms:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ResetEmergency:
+    documentation: str
+    authoriser: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeLimit:
+    limit_id: str
+    low: float | None
+    high: float | None
+    reason: str
+    authoriser: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Discharge:
+    checklist: Mapping[str, bool]
+    ready_to_leave_min: int | None
+    #: the discharging clinician's password, asked again to sign the discharge
+    password: str = field(repr=False, default="")
+    override_reason: str = ""
+    authoriser: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reason: str
+    authoriser: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAlarmEvents:
+    """Events the alarm engine raised on its own (readings, technical conditions)."""
+
+    events: Sequence[AlarmEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLink:
+    state: str
+    reason: str
+
+
+Command = (
+    StartSession
+    | RecordScreening
+    | PrescriberDecide
+    | OverrideMissingBp
+    | LogDevice
+    | StartInfusion
+    | StopInfusion
+    | LogOtherDose
+    | RecordMoaas
+    | RecordRass
+    | RecordCadss
+    | RecordSideEffects
+    | AddNote
+    | RecordVitals
+    | RecordSymptomCheck
+    | RecordBp40Reason
+    | Correct
+    | Acknowledge
+    | ResetAlarms
+    | ResetEmergency
+    | ChangeLimit
+    | Discharge
+    | Cancel
+    | RecordAlarmEvents
+    | RecordLink
+)

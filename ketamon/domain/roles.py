@@ -1,0 +1,122 @@
+"""Who may do what (clinical.md §8 item 42): checked by the session core for every command.
+
+* nurses run sessions: screening, doses, observations, vitals, acknowledgements, discharge;
+* physicians may do all a nurse does, and alone decide, override, change a session's limits,
+  reset a latched emergency flag and cancel a session after dosing has started;
+* admins change the clinic's limits and site settings, never a patient's record;
+* auditors read; every command is refused to them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Role(enum.StrEnum):
+    NURSE = "nurse"
+    PHYSICIAN = "physician"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+    SYSTEM = "system"  # automatic writes (alarm engine, monitor link); never a person
+
+
+class Action(enum.StrEnum):
+    START = "start"
+    SCREENING = "screening"
+    PRESCRIBER_DECISION = "prescriber_decision"
+    BP_OVERRIDE = "bp_override"  # dose without a pre-dose BP
+    DOSE = "dose"
+    INFUSION = "infusion"
+    OBSERVATION = "observation"
+    VITALS = "vitals"
+    SYMPTOM_CHECK = "symptom_check"
+    CORRECTION = "correction"
+    ACKNOWLEDGE = "acknowledge"
+    ALARM_RESET = "alarm_reset"
+    RESET_EMERGENCY = "reset_emergency"
+    SESSION_LIMITS = "session_limits"
+    CLINIC_LIMITS = "clinic_limits"
+    SITE_SETTINGS = "site_settings"
+    DISCHARGE = "discharge"
+    DISCHARGE_OVERRIDE = "discharge_override"  # early, or with a criterion unmet
+    CANCEL_BEFORE_DOSE = "cancel_before_dose"
+    CANCEL_AFTER_DOSE = "cancel_after_dose"
+    ALARM_EVENT = "alarm_event"  # the alarm engine's own events
+    LINK_EVENT = "link_event"
+
+
+_CLINICAL = frozenset(
+    {
+        Action.START,
+        Action.SCREENING,
+        Action.DOSE,
+        Action.INFUSION,
+        Action.OBSERVATION,
+        Action.VITALS,
+        Action.SYMPTOM_CHECK,
+        Action.CORRECTION,
+        Action.ACKNOWLEDGE,
+        Action.ALARM_RESET,
+        Action.DISCHARGE,
+        Action.CANCEL_BEFORE_DOSE,
+    }
+)
+_PHYSICIAN_ONLY = frozenset(
+    {
+        Action.PRESCRIBER_DECISION,
+        Action.BP_OVERRIDE,
+        Action.RESET_EMERGENCY,
+        Action.SESSION_LIMITS,
+        Action.DISCHARGE_OVERRIDE,
+        Action.CANCEL_AFTER_DOSE,
+    }
+)
+
+PERMISSIONS: dict[Role, frozenset[Action]] = {
+    Role.NURSE: _CLINICAL,
+    Role.PHYSICIAN: _CLINICAL | _PHYSICIAN_ONLY,
+    Role.ADMIN: frozenset({Action.CLINIC_LIMITS, Action.SITE_SETTINGS}),
+    Role.AUDITOR: frozenset(),
+    Role.SYSTEM: frozenset({Action.ALARM_EVENT, Action.LINK_EVENT}),
+}
+
+_WHO = {
+    Action.PRESCRIBER_DECISION: "the prescriber (a physician)",
+    Action.BP_OVERRIDE: "a physician",
+    Action.RESET_EMERGENCY: "a physician",
+    Action.SESSION_LIMITS: "a physician",
+    Action.DISCHARGE_OVERRIDE: "a physician",
+    Action.CANCEL_AFTER_DOSE: "a physician",
+    Action.CLINIC_LIMITS: "an admin",
+    Action.SITE_SETTINGS: "an admin",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The signed-in person a command is made by (or a second person who authorises it)."""
+
+    id: int
+    username: str
+    full_name: str
+    role: Role
+
+    @property
+    def is_physician(self) -> bool:
+        return self.role is Role.PHYSICIAN
+
+
+def allowed(role: Role, action: Action) -> bool:
+    return action in PERMISSIONS.get(role, frozenset())
+
+
+def refusal(role: Role, action: Action) -> str | None:
+    """Why ``role`` may not do ``action`` (None: it may), worded for the user."""
+    if allowed(role, action):
+        return None
+    if role is Role.AUDITOR:
+        return "Auditors have read-only access"
+    who = _WHO.get(action, "a nurse or a physician")
+    what = action.value.replace("_", " ")
+    return f"Only {who} may do this ({what}); you are signed in as {role.value}"
