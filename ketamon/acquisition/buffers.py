@@ -82,6 +82,14 @@ class TrendBuffers:
                     self._latest_flagged[r.parameter] = f
             self.version += 1
 
+    def clear(self) -> None:
+        """Forget every reading (a new patient at the chair); the capacity stays."""
+        with self._lock:
+            self._rings.clear()
+            self._latest.clear()
+            self._latest_flagged.clear()
+            self.version += 1
+
     def series(self, parameter: str) -> Series | None:
         with self._lock:
             ring = self._rings.get(parameter)
