@@ -16,9 +16,13 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ketamon import SAFETY_STATEMENT, __version__
+
+if TYPE_CHECKING:
+    from ketamon.acquisition.pipeline import ChairPipeline
+    from ketamon.storage.writer import DatabaseWriter
 
 log = logging.getLogger("ketamon")
 
@@ -303,14 +307,18 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from devices.clock import SystemClock
     from devices.readings import Reading
-    from devices.supervisor import StatusEvent, Supervisor
+    from devices.supervisor import StatusEvent
     from devices.transports import TcpListenTransport
+    from ketamon.acquisition.pipeline import ChairPipeline, MonitorSpec
     from ketamon.config import database_url, load_config, parse_chair
+    from ketamon.domain.alarms import AlarmEvent
     from ketamon.services import (
         build_monitor,
         find_open_session,
         get_or_create_patient,
+        load_profile,
         open_database,
+        record_alarm,
         record_link_event,
         resume_session,
         start_session,
@@ -324,6 +332,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         raise CommandError("--seconds must be positive")
     paths = _paths(args)
     config = load_config(paths.config_file)
+    profile = load_profile(config)  # the app's threshold profile: the same flags as at the chair
     url = database_url(args.db, config, paths.sqlite_url())
     raw: IO[bytes] | None = None
     if args.raw:
@@ -346,13 +355,13 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             raw_chair["rtscts"] = args.rtscts == "on"
         chair = args.chair or f"record:{args.port}"
     raw_chair["name"] = chair
+    clock = SystemClock()
     monitor = build_monitor(
         parse_chair({k: v for k, v in raw_chair.items() if v is not None}, "command line"),
-        SystemClock(),
+        clock,
         raw_log=raw,
     )
     transport = monitor.transport
-    clock = SystemClock()
     engine = open_database(url)
     lock = threading.Lock()
 
@@ -390,7 +399,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         )
         err.flush()
 
-        def on_readings(readings: list[Reading]) -> None:
+        def on_readings(readings: Sequence[Reading]) -> None:
             writer.submit_readings(session_id, readings)
             if not args.quiet:
                 with lock:
@@ -400,7 +409,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                         out.write(json.dumps(d) + "\n")
                     out.flush()
 
-        def on_status(e: StatusEvent) -> None:
+        def on_link(e: StatusEvent) -> None:
             with lock:
                 err.write(f"record: {e.state.value}: {e.reason}\n")
                 err.flush()
@@ -408,19 +417,41 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 lambda s: record_link_event(s, session_id, e.state.value, e.reason, e.time)
             )
 
+        def on_alarm(e: AlarmEvent) -> None:  # raised, escalated, cleared: as the app stores
+            writer.submit(
+                lambda s: record_alarm(
+                    s,
+                    session_id,
+                    key=e.key,
+                    action=e.action.value,
+                    priority=e.priority.label,
+                    message=e.message,
+                    when=e.time,
+                    technical=e.technical,
+                )
+            )
+
         proto = monitor.protocol
-        sup = Supervisor(
-            transport,
-            proto,
-            on_readings=on_readings,
-            on_status=on_status,
+        pipeline = ChairPipeline(
+            chair,
+            MonitorSpec(make=lambda: (transport, proto), description=transport.description),
+            profile,
             clock=clock,
-            source=chair,
+            on_readings=on_readings,
+            on_alarm=on_alarm,
+            on_link=on_link,
         )
-        _stop_on_signals(sup.stop)
+        _stop_on_signals(pipeline.stop)
+        done = threading.Event()
+        ticker = threading.Thread(
+            target=_record_ticks, args=(pipeline, writer, done), name="record-tick", daemon=True
+        )
+        ticker.start()
         try:
-            sup.run(max_seconds=args.seconds)
+            pipeline.run(max_seconds=args.seconds)
         finally:
+            done.set()
+            ticker.join(5.0)
             if isinstance(transport, TcpListenTransport):
                 transport.shutdown()
 
@@ -441,6 +472,32 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if raw is not None:
             raw.close()
     return 0
+
+
+def _record_ticks(
+    pipeline: ChairPipeline, writer: DatabaseWriter, done: threading.Event, period_s: float = 1.0
+) -> None:
+    """``record``'s once-a-second tick: technical alarms, and the storage alarm from the
+    writer's state (errors since its last commit: readings are held for a retry).
+
+    A headless recording logs no dose, so the NIBP-overdue check (after the first dose) does not
+    apply; the link, SpO₂-probe, clock and storage checks do.
+    """
+    commits, errors, failed = writer.stats.commits, writer.stats.errors, False
+    while not done.wait(period_s):
+        try:
+            st = writer.stats
+            if st.errors > errors and st.commits == commits:
+                pipeline.storage_failed(st.last_error)
+                failed = True
+            elif failed and st.commits > commits:
+                pipeline.storage_ok()
+                failed = False
+            commits, errors = st.commits, st.errors
+            pipeline.tick(session_active=True, first_dose=None, nibp_interval_min=15.0)
+        except Exception:  # the recording goes on; the log says why the checks stopped
+            log.exception("record: technical alarm check failed")
+            return
 
 
 def _stop_on_signals(stop: Any) -> None:

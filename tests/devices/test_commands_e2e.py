@@ -20,7 +20,7 @@ from devices.emulators import emulator_class
 from devices.emulators.base import PtyServer
 from devices.loopback import run_loopback
 from devices.scenarios import Link, get_scenario
-from ketamon.storage.models import DeviceLinkEvent, VitalReading
+from ketamon.storage.models import AlarmRecord, DeviceLinkEvent, VitalReading
 
 ROOT = Path(__file__).resolve().parents[2]
 SERIAL_PROTOCOLS = ["hl7", "intellivue", "datex", "masimo"]
@@ -122,6 +122,94 @@ def test_record_streams_survives_pulled_cable_and_stores_readings(
     assert stored == len(printed)
     assert states.count("streaming") >= 2 and "connecting" in states
     assert (tmp_path / "raw.bin").stat().st_size > 0
+
+
+def _alarm_rows(db: Path) -> list[tuple[str, str, str, bool]]:
+    """(key, action, priority, technical) of the stored alarm events, oldest first."""
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with Session(engine) as s:
+            rows = s.scalars(select(AlarmRecord).order_by(AlarmRecord.id)).all()
+            return [(r.key, r.action, r.priority, r.technical) for r in rows]
+    except OperationalError:  # not created yet, or locked by the writer for a moment
+        return []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.pty
+@pytest.mark.slow
+def test_record_evaluates_the_alarm_engine_and_stores_raised_and_cleared_flags(
+    tmp_path: Path,
+) -> None:
+    """The desaturation scenario 39 min after the dose: SpO2 at its 84 % nadir, then back up.
+    ``record`` runs the same pipeline as a chair, so the flag is stored as it is raised and as it
+    clears; SIGTERM ends it cleanly with every printed reading committed."""
+    link = tmp_path / "monitor"
+    db = tmp_path / "rec.sqlite3"
+    server = PtyServer(
+        emulator_class("intellivue")(get_scenario("desaturation")),
+        speed=30.0,
+        start_at_s=2640.0,
+        link=link,
+    ).start()
+    out_path, err_path = tmp_path / "out.jsonl", tmp_path / "err.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ketamon",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "record",
+                "--protocol",
+                "intellivue",
+                "--port",
+                str(link),
+                "--db",
+                f"sqlite:///{db}",
+            ],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=ROOT,
+        )
+    try:
+
+        def spo2_actions() -> list[str]:
+            return [a for k, a, _, _ in _alarm_rows(db) if k.startswith("spo2")]
+
+        t0 = time.monotonic()
+        _wait(lambda: "raised" in spo2_actions(), 30, "the SpO2 flag stored")
+        raised_after_s = time.monotonic() - t0
+        _wait(lambda: "cleared" in spo2_actions(), 40, "the SpO2 flag cleared")
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            rc = child.wait(20)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            server.stop()
+    err_text = err_path.read_text()
+    assert rc == 0, err_text
+    assert "Traceback" not in err_text
+    rows = _alarm_rows(db)
+    spo2 = [(a, p, t) for k, a, p, t in rows if k.startswith("spo2")]
+    assert spo2[0] == ("raised", "medium", False), rows
+    assert ("cleared", "medium", False) in spo2
+    assert raised_after_s < 30
+    printed = [json.loads(x) for x in out_path.read_text().splitlines() if x.strip()]
+    assert min(d["value"] for d in printed if d["parameter"] == "spo2") < 90
+    engine = create_engine(f"sqlite:///{db}")
+    with Session(engine) as s:
+        stored = s.scalar(select(func.count()).select_from(VitalReading))
+    engine.dispose()
+    assert stored == len(printed)  # held readings flushed on SIGTERM
 
 
 @pytest.mark.parametrize("protocol", SERIAL_PROTOCOLS)
