@@ -1,5 +1,6 @@
 """Large latest-value tiles, readable from the door. A flagged value shows its priority marker and
-word as well as its colour."""
+word as well as its colour. A stale value (older than its parameter's maximum age: about 10 s for
+the continuous numerics, the cuff interval plus grace for NIBP) is greyed and shows its age."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from devices.readings import Reading
+from ketamon.domain.technical import max_ages, stale_parameters
 from ketamon.domain.thresholds import Priority
 from ketamon.ui import theme
 
@@ -18,6 +20,8 @@ TILES = (
     ("spo2", "SpO₂", "%"),
     ("rr", "RR", "/min"),
 )
+#: a value too old to be current: still readable, plainly not live
+STALE_COLOUR = "#7c838a"
 
 
 class NumericTile(QFrame):
@@ -42,19 +46,23 @@ class NumericTile(QFrame):
         for w in (self.name, self.value, self.unit, self.flag):
             lay.addWidget(w)
         self._base_colour = theme.PARAMETER_COLOURS.get(key, "#e0e0e0")
+        self.stale = False
 
-    def show_value(self, text: str, subtitle: str, priority: Priority | None) -> None:
+    def show_value(
+        self, text: str, subtitle: str, priority: Priority | None, *, stale: bool = False
+    ) -> None:
+        self.stale = stale
         self.value.setText(text)
         self.unit.setText(subtitle)
         if priority is None:
             self.flag.setText("")
-            self.value.setStyleSheet(f"color: {self._base_colour}")
+            self.value.setStyleSheet(f"color: {STALE_COLOUR if stale else self._base_colour}")
             self.setStyleSheet("")
         else:
             colour = theme.PRIORITY_COLOURS[priority]
             self.flag.setText(f"{priority.marker} {theme.PRIORITY_TEXT[priority]}")
             self.flag.setStyleSheet(f"color: {colour}")
-            self.value.setStyleSheet(f"color: {colour}")
+            self.value.setStyleSheet(f"color: {STALE_COLOUR if stale else colour}")
             self.setStyleSheet(f"QFrame#numericTile {{ border: 3px solid {colour}; }}")
 
 
@@ -79,15 +87,32 @@ class NumericsPanel(QWidget):
         grid.addWidget(self.tiles["spo2"], 1, 1)
         grid.addWidget(self.tiles["rr"], 1, 2)
 
-    def update_values(self, latest: dict[str, tuple[Reading, int]], now: datetime) -> None:
+    def update_values(
+        self,
+        latest: dict[str, tuple[Reading, int]],
+        now: datetime,
+        *,
+        nibp_interval_min: float = 15.0,
+    ) -> None:
+        stale = stale_parameters(
+            {k: r.host_time for k, (r, _) in latest.items()}, now, max_ages(nibp_interval_min)
+        )
         sys, dia, mean = (latest.get(p) for p in ("nibp_sys", "nibp_dia", "nibp_mean"))
         if sys and dia:
             prio = max(sys[1], dia[1], mean[1] if mean else 0)
             text = f"{sys[0].value:.0f}/{dia[0].value:.0f}"
             sub = f"({mean[0].value:.0f}) mmHg · {_ago(sys[0], now)}" if mean else "mmHg"
-            self.tiles["nibp"].show_value(text, sub, theme.priority_from_int(prio))
+            self.tiles["nibp"].show_value(
+                text, sub, theme.priority_from_int(prio), stale="nibp_sys" in stale
+            )
         for key, unit in (("hr", "/min"), ("spo2", "%"), ("rr", "/min")):
             item = latest.get(key)
             if item is not None:
                 r, prio = item
-                self.tiles[key].show_value(f"{r.value:.0f}", unit, theme.priority_from_int(prio))
+                old = key in stale
+                self.tiles[key].show_value(
+                    f"{r.value:.0f}",
+                    f"{unit} · {_ago(r, now)}" if old else unit,
+                    theme.priority_from_int(prio),
+                    stale=old,
+                )
