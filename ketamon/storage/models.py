@@ -479,6 +479,31 @@ class DeviceLinkEvent(Base):
     time: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class SessionEntryRow(Base):
+    """One entry of a session's record (:class:`ketamon.domain.record.SessionEntry`): the
+    session's state is the fold of its entries in id order. An event log: rows are added, never
+    changed (the ORM refuses to, and database triggers refuse raw SQL). Each row gets its audit
+    entry from the repository that writes it (``ketamon.storage.repository``), in the same
+    transaction; the tidy tables (doses, observations, ...) are kept as a projection of them.
+    """
+
+    __tablename__ = "session_entry"
+    __insert_only__ = True
+    __table_args__ = (Index("ix_session_entry_session", "session_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    author_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    authorised_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    #: the entry's data, a JSON object
+    data: Mapped[str] = mapped_column(Text)
+    #: the id of the tidy row the entry produced (observation, dose_event, ...), if any
+    ref_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class AuditEntry(Base):
     """One append-only audit record: who, when (UTC, plus the station's offset for local time),
     what (entity, id, field), old → new (JSON), and why.

@@ -241,7 +241,12 @@ def test_the_database_triggers_are_in_place(engine: Engine, staff: Staff) -> Non
             names = conn.execute(
                 text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
             ).scalars()
-            assert set(names) == {"audit_entry_no_update", "audit_entry_no_delete"}
+            assert set(names) == {
+                "audit_entry_no_update",
+                "audit_entry_no_delete",
+                "session_entry_no_update",
+                "session_entry_no_delete",
+            }
         return
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text("TRUNCATE audit_entry CASCADE"))

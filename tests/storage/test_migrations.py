@@ -35,8 +35,8 @@ PROBE_REVISION = '''"""probe: add a column (test only)"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -54,10 +54,10 @@ def downgrade() -> None:
 
 
 def scripts_with_probe(tmp_path: Path, extra: str = "pass") -> Path:
-    """A copy of the packaged migrations plus a revision 0002, as a newer ketamon would ship."""
+    """A copy of the packaged migrations plus a revision 0003, as a newer ketamon would ship."""
     where = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, where, ignore=shutil.ignore_patterns("__pycache__"))
-    (where / "versions" / "v0002_probe.py").write_text(PROBE_REVISION.format(extra=extra))
+    (where / "versions" / "v0003_probe.py").write_text(PROBE_REVISION.format(extra=extra))
     return where
 
 
@@ -123,7 +123,7 @@ def test_upgrade_keeps_the_data_and_backs_up_sqlite_first(db_url: str, tmp_path:
         scripts = scripts_with_probe(tmp_path)
         backups = tmp_path / "backups"
         result = upgrade_database(engine, script_location=scripts, backup_dir=backups)
-        assert (result.from_revision, result.to_revision) == ("0001", "0002")
+        assert (result.from_revision, result.to_revision) == (HEAD, "0003")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT mrn, probe FROM patient")).all() == [("MRN-1", None)]
         if engine.dialect.name != "sqlite":
@@ -131,13 +131,13 @@ def test_upgrade_keeps_the_data_and_backs_up_sqlite_first(db_url: str, tmp_path:
             return
         assert result.backup is not None and result.backup.parent == backups
         db_name = Path(str(engine.url.database)).name
-        assert result.backup.name.startswith(f"{db_name}.backup-0001-")
+        assert result.backup.name.startswith(f"{db_name}.backup-{HEAD}-")
         assert result.backup.name.endswith(".sqlite3")
-        stamp = result.backup.name.removeprefix(f"{db_name}.backup-0001-").split(".")[0]
+        stamp = result.backup.name.removeprefix(f"{db_name}.backup-{HEAD}-").split(".")[0]
         assert datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         with sqlite3.connect(result.backup) as b:  # the copy is the database before the upgrade
             assert b.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            assert b.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+            assert b.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD,)
             assert b.execute("SELECT mrn FROM patient").fetchall() == [("MRN-1",)]
             cols = [r[1] for r in b.execute("PRAGMA table_info(patient)")]
             assert "probe" not in cols
@@ -171,7 +171,7 @@ def test_a_failing_upgrade_changes_nothing(db_url: str, tmp_path: Path) -> None:
             cols = [c["name"] for c in inspect(conn).get_columns("patient")]
             assert "probe" not in cols  # the ALTER was rolled back with the rest
             ctx = MigrationContext.configure(conn)
-            assert ctx.get_current_revision() == "0001"
+            assert ctx.get_current_revision() == HEAD
         with Session(engine) as s:
             assert s.scalar(select(func.count()).select_from(Patient)) == 1
     finally:
@@ -187,7 +187,7 @@ def test_a_database_from_a_newer_ketamon_is_refused(db_url: str, tmp_path: Path)
     with pytest.raises(DatabaseVersionError) as err:
         open_database(db_url)
     msg = str(err.value)
-    assert "written by a newer ketamon (schema revision 0002)" in msg
+    assert "written by a newer ketamon (schema revision 0003)" in msg
     assert "upgrade ketamon or use a backup" in msg
     assert ":ketamon_ci@" not in msg  # the password is never shown (***)
 
@@ -209,6 +209,10 @@ def test_offline_sql_for_a_dba_creates_the_triggers() -> None:
     assert "INSERT INTO app_user" in pg
     lite = upgrade_sql("sqlite:///x.sqlite3")
     assert "CREATE TRIGGER audit_entry_no_update" in lite
+    assert "CREATE TRIGGER session_entry_append_only" in pg
+    assert "CREATE TRIGGER session_entry_no_truncate" in pg
+    assert "CREATE TRIGGER session_entry_no_update" in lite
+    assert "CREATE TRIGGER session_entry_no_delete" in lite
 
 
 def test_stations_starting_together_upgrade_once(db_url: str) -> None:
