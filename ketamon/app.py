@@ -1,4 +1,5 @@
-"""GUI wiring: the station (database, writer, chairs, session models) and the main window."""
+"""GUI wiring: the station (database, writer, command thread, chairs and their presenters)
+and the main window."""
 
 from __future__ import annotations
 
@@ -14,17 +15,25 @@ from sqlalchemy.orm import Session
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
 from devices.protocols.simulator import SimulatorProtocol
+from devices.readings import Reading
 from devices.transports import Transport
 from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
 from ketamon.config import ChairConfig, Config
+from ketamon.core.ports import AuthFailed
+from ketamon.core.session import CoreSettings
+from ketamon.domain.record import PatientInfo
+from ketamon.domain.roles import Actor, Role
+from ketamon.domain.site import SiteProfile
 from ketamon.domain.thresholds import ThresholdProfile
-from ketamon.model.chair_session import ChairSessionModel
-from ketamon.model.types import CurrentUser, PatientDetails
 from ketamon.paths import AppPaths
+from ketamon.presenters.chair import ChairPresenter
+from ketamon.presenters.runner import CommandRunner
 from ketamon.services import build_monitor, open_database
-from ketamon.session_store import WriterSessionStore
+from ketamon.site_settings import load_site_profile
 from ketamon.storage import records
+from ketamon.storage.history import session_readings
 from ketamon.storage.models import RemsEnrolment
+from ketamon.storage.repository import SqlSessionRepository
 from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
 from ketamon.storage.writer import DatabaseWriter
 from ketamon.ui import theme
@@ -40,46 +49,71 @@ DEMO_CHAIRS = (
     ChairConfig(name="Chair 2", protocol="simulator", scenario="desaturation"),
 )
 DEMO_PATIENTS = (
-    PatientDetails("DEMO-0001", "Alex", "Demo", weight_kg=78.0, rems_enrolled=True, sex="female"),
-    PatientDetails("DEMO-0002", "Sam", "Sample", weight_kg=91.0, rems_enrolled=True, sex="male"),
-    PatientDetails("DEMO-0003", "Robin", "Example", weight_kg=64.0, rems_enrolled=False),
+    PatientInfo(
+        None, "DEMO-0001", "Alex", "Demo", weight_kg=78.0, rems_enrolled=True, sex="female"
+    ),
+    PatientInfo(
+        None, "DEMO-0002", "Sam", "Sample", weight_kg=91.0, rems_enrolled=True, sex="male"
+    ),
+    PatientInfo(None, "DEMO-0003", "Robin", "Example", weight_kg=64.0, rems_enrolled=False),
 )
 DEMO_NURSE = ("nurse", "demo")
 
 
+class StationAuth:
+    """The core's authenticator: a password checked against the station's database."""
+
+    def __init__(self, station: Station) -> None:
+        self._station = station
+
+    def verify(self, username: str, password: str) -> Actor:
+        writer = self._station.writer
+        if writer is None:
+            raise AuthFailed("the station is not open")
+        try:
+            u = authenticate(writer.engine, username, password)
+        except AuthError as exc:
+            raise AuthFailed(str(exc)) from exc
+        return Actor(u.id, u.username, u.full_name, Role(u.role.value))
+
+
 @dataclass
 class Station:
-    """Everything one station runs: the database writer and one acquisition + model per chair."""
+    """Everything one station runs: the database writer, the command thread, and one
+    acquisition + presenter per chair."""
 
     database_url: str
     profile: ThresholdProfile
     clock: Clock = field(default_factory=SystemClock)
     backup_dir: Path | None = None
     profile_origin: str = ""
+    site: SiteProfile = field(default_factory=lambda: load_site_profile(None))
     chairs: list[ChairAcquisition] = field(default_factory=list)
-    models: list[ChairSessionModel] = field(default_factory=list)
+    models: list[ChairPresenter] = field(default_factory=list)
     writer: DatabaseWriter | None = None
-    store: WriterSessionStore | None = None
-    user: CurrentUser | None = None
+    repository: SqlSessionRepository | None = None
+    runner: CommandRunner | None = None
+    user: Actor | None = None
 
     def open(self) -> None:
         engine = open_database(self.database_url, backup_dir=self.backup_dir)
         self.writer = DatabaseWriter(engine).start()
-        self.store = WriterSessionStore(self.writer, engine, self.profile, self.profile_origin)
+        self.repository = SqlSessionRepository(
+            engine, self.writer, profile=self.profile, profile_origin=self.profile_origin
+        )
+        self.runner = CommandRunner()
 
     # ---- users -------------------------------------------------------------------------------
-    def authenticate(self, username: str, password: str) -> CurrentUser:
-        assert self.writer is not None
-        u = authenticate(self.writer.engine, username, password)
-        return CurrentUser(u.id, u.username, u.full_name, u.role.value)
+    def authenticate(self, username: str, password: str) -> Actor:
+        return StationAuth(self).verify(username, password)
 
-    def sign_in(self, username: str, password: str) -> CurrentUser:
+    def sign_in(self, username: str, password: str) -> Actor:
         self.user = self.authenticate(username, password)
         assert self.writer is not None
         self.writer.user_id = self.user.id
         return self.user
 
-    def current_user(self) -> CurrentUser:
+    def current_user(self) -> Actor:
         if self.user is None:
             raise AuthError("nobody is signed in")
         return self.user
@@ -91,7 +125,7 @@ class Station:
         writer = self.writer
         for p in DEMO_PATIENTS:
 
-            def create(s: Session, p: PatientDetails = p) -> None:
+            def create(s: Session, p: PatientInfo = p) -> None:
                 rems = RemsEnrolment.ENROLLED if p.rems_enrolled else RemsEnrolment.NOT_ENROLLED
                 records.get_or_create_patient(
                     s,
@@ -126,46 +160,72 @@ class Station:
             desc = f"{chair.protocol} on {chair.port}"
         return MonitorSpec(make=make, description=desc)
 
-    def add_chair(self, chair: ChairConfig) -> ChairSessionModel:
-        assert self.store is not None
+    def _submit_readings(self, session_id: int, readings: Sequence[Reading]) -> None:
+        writer = self.writer
+        if writer is not None:
+            writer.submit_readings(session_id, readings)
+
+    def _load_readings(self, session_id: int) -> list[Reading]:
+        assert self.writer is not None
+        return session_readings(self.writer.engine, session_id)
+
+    def storage_problem(self) -> str | None:
+        """Why readings are held instead of saved right now (None: all is well)."""
+        writer = self.writer
+        return None if writer is None else writer.failing
+
+    def add_chair(self, chair: ChairConfig) -> ChairPresenter:
+        assert self.repository is not None and self.runner is not None
         acq = ChairAcquisition(
             chair.name, self.monitor_spec(chair), self.profile, clock=self.clock
         )
-        model = ChairSessionModel(
-            acq, self.store, self.current_user, monitor_factory=self.monitor_spec
+        acq.alarms.latch_high = self.site.latch_high
+        model = ChairPresenter(
+            acq,
+            self.repository,
+            StationAuth(self),
+            self.runner,
+            self.current_user,
+            settings=CoreSettings(min_observation_min=self.site.min_observation_min),
+            prompt_config=self.site.prompt_config(),
+            nibp_interval_min=self.site.vitals_interval_min,
+            monitor_factory=self.monitor_spec,
+            submit_readings=self._submit_readings,
+            load_readings=self._load_readings,
+            storage_problem=self.storage_problem,
         )
         self.chairs.append(acq)
         self.models.append(model)
         return model
 
     def open_sessions(self) -> list[tuple[int, str]]:
-        assert self.store is not None
-        names = {m.chair.name for m in self.models}
+        assert self.repository is not None
+        names = {m.name for m in self.models}
         return [
             (
-                i.session_id,
-                f"{i.chair}: {i.patient.label}, started "
-                f"{i.started.astimezone().strftime('%Y-%m-%d %H:%M')}",
+                o.session_id,
+                f"{o.chair}: {o.patient}, started "
+                f"{o.started.astimezone().strftime('%Y-%m-%d %H:%M')}",
             )
-            for i in self.store.open_sessions()
-            if i.chair in names
+            for o in self.repository.open_sessions()
+            if o.chair in names
         ]
 
     def resume(self, session_ids: Sequence[int]) -> None:
-        assert self.store is not None
+        assert self.repository is not None and self.writer is not None
         wanted = set(session_ids)
-        for info in self.store.open_sessions():
-            if info.session_id not in wanted:
+        for o in self.repository.open_sessions():
+            if o.session_id not in wanted:
                 continue
             for m in self.models:
-                if m.chair.name == info.chair and m.session is None:
-                    assert self.writer is not None
+                if m.name == o.chair and m.state is None:
 
-                    def resume(s: Session, sid: int = info.session_id) -> None:
+                    def resume(s: Session, sid: int = o.session_id) -> None:
                         records.resume_session(s, sid)
 
                     self.writer.call(resume)
-                    m.resume(info)
+                    m.resume(o.session_id)
+                    break
 
     def start(self) -> None:
         for c in self.chairs:
@@ -174,6 +234,13 @@ class Station:
     def shutdown(self) -> None:
         for c in self.chairs:
             c.stop()
+        if self.runner is not None:
+            try:
+                self.runner.wait_idle(10.0)
+            except TimeoutError:
+                log.error("commands still running at shutdown")
+            self.runner.stop()
+            self.runner = None
         if self.writer is not None:
             self.writer.stop()
             self.writer.engine.dispose()
@@ -183,21 +250,14 @@ class Station:
 def build_window(station: Station, title: str) -> MainWindow:
     user = station.user
     sounder = AlarmSounder()
-    signed = f"Signed in: {user.full_name} ({user.role})" if user else ""
+    signed = f"Signed in: {user.full_name} ({user.role.value})" if user else ""
     window = MainWindow(title, f"{signed} · {sounder.status}")
     sounder.setParent(window)
     window.sounder = sounder
     window.setStyleSheet(theme.stylesheet())
-    store = station.store
-    assert store is not None
     window.set_chairs(
         [
-            ChairViewWidget(
-                m,
-                find_patients=store.find_patients,
-                authenticate=station.authenticate,
-                sound=sounder.play,
-            )
+            ChairViewWidget(m, sound=sounder.play, audio_pause_s=station.site.audio_pause_s)
             for m in station.models
         ]
     )
@@ -242,7 +302,7 @@ def run_gui(
     app.setStyleSheet(theme.stylesheet())
     station = make_station(paths, config, profile, database_url, demo=demo, clock=clock)
     if station.user is None:
-        dialog: LoginDialog[CurrentUser] = LoginDialog(
+        dialog: LoginDialog[Actor] = LoginDialog(
             station.sign_in,
             hint="Accounts are managed with 'ketamon user add'.",
         )

@@ -167,6 +167,7 @@ class ChairCore:
         self.settings = settings or CoreSettings()
         self._lock = threading.RLock()
         self._state: SessionState | None = None
+        self._entries: tuple[SessionEntry, ...] = ()
         self._system: Actor | None = None
 
     # ---- reading the state (any thread: the state is immutable) --------------------------
@@ -182,6 +183,11 @@ class ChairCore:
         return self._state
 
     @property
+    def entries(self) -> tuple[SessionEntry, ...]:
+        """The latest session's record, in the order it was made (the state is their fold)."""
+        return self._entries
+
+    @property
     def profile(self) -> ThresholdProfile:
         return profile_for(self.base_profile, self.state)
 
@@ -190,12 +196,13 @@ class ChairCore:
         """Carry on with a session left open by a restart: the record, folded, is the state;
         the live alarm engine is set up from it (baseline, dose, infusion, limits, flags)."""
         with self._lock:
-            state = fold(self.repo.load(session_id))
+            entries = tuple(self.repo.load(session_id))
+            state = fold(entries)
             if state is None:
                 raise Refused([f"Session {session_id} has no record"])
             if state.chair != self.chair:
                 raise Refused([f"Session {session_id} belongs to {state.chair}"])
-            self._state = state
+            self._state, self._entries = state, entries
             self.alarms.configure(
                 profile=profile_for(self.base_profile, state),
                 first_dose=state.first_dose,
@@ -275,6 +282,7 @@ class ChairCore:
         for e in entries:
             state = apply(state, e)
         self._state = state
+        self._entries += tuple(entries)
         return Outcome(state, tuple(entries), tuple(events), **extra)
 
     def _alarm_drafts(
@@ -354,7 +362,7 @@ class ChairCore:
         }
         entry = self.repo.create(EntryDraft(EntryKind.STARTED, now, data), actor)
         state = apply(None, entry)
-        self._state = state
+        self._state, self._entries = state, (entry,)
         # the new session starts clean: no flags, baseline or dose of the previous patient
         events = self.alarms.clear_all()
         self._configure(state)

@@ -134,6 +134,11 @@ class DatabaseWriter:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def failing(self) -> str | None:
+        """Why readings are being held instead of saved (None: the last write went through)."""
+        return self.stats.last_error if self._retained else None
+
     # ---- producers (any thread) -------------------------------------------------------------
     def submit_readings(self, session_id: int, readings: Sequence[Reading]) -> None:
         if readings:

@@ -17,13 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from devices.supervisor import LinkState, StatusEvent
-from ketamon.domain.alarms import AlarmAction, AlarmEvent
 from ketamon.domain.prompts import Prompt, PromptKind, PromptState
+from ketamon.domain.record import EntryKind
 from ketamon.domain.session_rules import Phase
 from ketamon.domain.thresholds import Priority
-from ketamon.model.chair_session import ChairSessionModel
-from ketamon.model.types import CurrentUser, PatientDetails
+from ketamon.presenters.chair import AlarmAnnouncement, ChairPresenter, LinkInfo
 from ketamon.ui.alarm_panel import AlarmPanel
 from ketamon.ui.chart import TrendChartWidget
 from ketamon.ui.numerics import NumericsPanel
@@ -43,13 +41,6 @@ from ketamon.ui.panels import (
     VitalsPanel,
 )
 from ketamon.ui.pleth import PlethStripWidget
-
-LINK_TEXT = {
-    LinkState.CONNECTING: "MONITOR NOT CONNECTED",
-    LinkState.NEGOTIATING: "MONITOR: waiting for data",
-    LinkState.STREAMING: "MONITOR: streaming",
-    LinkState.STOPPED: "MONITOR: stopped",
-}
 
 #: (panel key, button text, shortcut)
 ACTIONS = (
@@ -77,27 +68,25 @@ PROMPT_PANEL = {
 class ChairViewWidget(QWidget):
     def __init__(
         self,
-        model: ChairSessionModel,
+        model: ChairPresenter,
         *,
-        find_patients: Callable[[str], list[PatientDetails]] = lambda q: [],
-        authenticate: Callable[[str, str], CurrentUser] | None = None,
         sound: Callable[[Priority], None] | None = None,
+        audio_pause_s: float = 120.0,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.model = model
-        self.chair = model.chair
         root = QVBoxLayout(self)
         root.setContentsMargins(6, 4, 6, 4)
         header = QHBoxLayout()
-        self.title = QLabel(f"<b>{self.chair.name}</b>")
+        self.title = QLabel(f"<b>{model.name}</b>")
         self.title.setStyleSheet("font-size: 15pt")
         self.phase_label = QLabel("")
         self.phase_label.setStyleSheet("font-size: 13pt; color: #c9d3dc")
         self.clock_label = QLabel("")
         self.clock_label.setObjectName("observationCountdown")
         self.clock_label.setStyleSheet("font-size: 15pt; font-weight: bold")
-        self.link_label = QLabel(LINK_TEXT[LinkState.STOPPED])
+        self.link_label = QLabel(model.link.text)
         self.link_label.setObjectName("chairStatus")
         header.addWidget(self.title)
         header.addSpacing(12)
@@ -109,27 +98,10 @@ class ChairViewWidget(QWidget):
         root.addLayout(header)
         body = QHBoxLayout()
         self.stack = QStackedWidget()
-        self.chart = TrendChartWidget(
-            self.chair.buffers, self.chair.profile, model.session_clock, model.now
-        )
+        self.chart = TrendChartWidget(model.buffers, model.profile, model.session_clock, model.now)
         self.stack.addWidget(self.chart)
-        self.panels: dict[str, Panel] = {
-            "start": StartSessionPanel(model, find_patients),
-            "screening": ScreeningPanel(model, authenticate),
-            "dose": DosePanel(model),
-            "moaas": MoaasPanel(model),
-            "cadss": CadssPanel(model),
-            "side_effects": SideEffectsPanel(model),
-            "note": NotePanel(model),
-            "entries": EntriesPanel(model),
-            "vitals": VitalsPanel(model),
-            "symptoms": SymptomPanel(model),
-            "limits": LimitsPanel(model),
-            "discharge": DischargePanel(model, authenticate),
-        }
-        for p in self.panels.values():
-            self.stack.addWidget(p)
-            p.sig_done.connect(self.show_chart)
+        self.panels: dict[str, Panel] = {}
+        self._build_panels()
         body.addWidget(self.stack, 4)
         side_widget = QWidget()
         side_widget.setFixedWidth(360)
@@ -143,10 +115,13 @@ class ChairViewWidget(QWidget):
         self.prompt_box = QVBoxLayout()
         side.addLayout(self.prompt_box)
         self.prompt_buttons: list[QPushButton] = []
-        self.alarm_panel = AlarmPanel(self.chair.active_alarms, sound)
+        self.alarm_panel = AlarmPanel(model.active_alarms, sound, audio_pause_s=audio_pause_s)
         self.alarm_panel.sig_acknowledge_requested.connect(self._on_acknowledge_requested)
+        reset = getattr(self.alarm_panel, "sig_reset_requested", None)
+        if reset is not None:
+            reset.connect(self._on_reset_requested)
         side.addWidget(self.alarm_panel, 1)
-        self.pleth = PlethStripWidget(self.chair.pleth)
+        self.pleth = PlethStripWidget(model.pleth)
         self.pleth.setVisible(False)  # shown once the monitor sends a pleth waveform
         side.addWidget(self.pleth)
         body.addWidget(side_widget)
@@ -168,14 +143,41 @@ class ChairViewWidget(QWidget):
         back.activated.connect(self.show_chart)
         root.addLayout(bar)
         model.sig_changed.connect(self._on_model_changed)
+        model.sig_session_changed.connect(self._on_model_session_changed)
         model.sig_symptom_check_requested.connect(self._on_symptom_check_requested)
-        self.chair.sig_link_changed.connect(self._on_chair_link_changed)
-        self.chair.sig_alarm_changed.connect(self._on_chair_alarm_changed)
+        model.sig_link_changed.connect(self._on_model_link_changed)
+        model.sig_alarm_raised.connect(self._on_model_alarm_raised)
+        model.sig_alarms_changed.connect(self.alarm_panel.refresh)
+        model.sig_error.connect(self._on_model_error)
         self._tick = QTimer(self)
         self._tick.setInterval(500)
         self._tick.timeout.connect(self._on_tick_timeout)
         self._prompt_keys: list[tuple[str, str]] = []
         self._refresh_actions()
+
+    def _build_panels(self) -> None:
+        """Panels for the session now at the chair: a new session gets new, empty forms."""
+        for p in self.panels.values():
+            self.stack.removeWidget(p)
+            p.deleteLater()
+        m = self.model
+        self.panels = {
+            "start": StartSessionPanel(m),
+            "screening": ScreeningPanel(m),
+            "dose": DosePanel(m),
+            "moaas": MoaasPanel(m),
+            "cadss": CadssPanel(m),
+            "side_effects": SideEffectsPanel(m),
+            "note": NotePanel(m),
+            "entries": EntriesPanel(m),
+            "vitals": VitalsPanel(m),
+            "symptoms": SymptomPanel(m),
+            "limits": LimitsPanel(m),
+            "discharge": DischargePanel(m),
+        }
+        for p in self.panels.values():
+            self.stack.addWidget(p)
+            p.sig_done.connect(self.show_chart)
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -214,14 +216,14 @@ class ChairViewWidget(QWidget):
         self.model.tick()
         now: datetime = self.model.now()
         clock = self.model.session_clock()
-        self.numerics.update_values(self.chair.buffers.latest(), now)
-        if self.pleth.isHidden() and self.chair.pleth.version:
+        self.numerics.update_values(self.model.buffers.latest(), now)
+        if self.pleth.isHidden() and self.model.pleth.version:
             self.pleth.setVisible(True)
-        s = self.model.session
+        s = self.model.state
+        last = self.model.last_state
         if s is None:
-            self.clock_label.setText("No session")
-        elif s.discharged is not None:
-            self.clock_label.setText("Discharged")
+            ended = last is not None and last.discharge is not None
+            self.clock_label.setText("Discharged · no session" if ended else "No session")
         elif clock.first_dose is None:
             self.clock_label.setText(f"Pre-dose · {clock.minutes(now):.0f} min since start")
         else:
@@ -256,7 +258,7 @@ class ChairViewWidget(QWidget):
             b.deleteLater()
         self.prompt_buttons = []
         if pending:
-            b = QPushButton("⚠ Ask about symptoms (BP flagged)")
+            b = QPushButton("⚠ Ask about symptoms (high BP flagged)")
             b.setObjectName("promptButton")
             b.setStyleSheet("border: 2px solid #ffcc00; font-weight: bold; color: #ffcc00")
             b.clicked.connect(lambda _=False: self.open_panel("symptoms"))
@@ -278,8 +280,7 @@ class ChairViewWidget(QWidget):
             self.prompt_buttons.append(b)
 
     def _refresh_actions(self) -> None:
-        s = self.model.session
-        active = s is not None and s.discharged is None
+        active = self.model.state is not None
         ph = self.model.phase()
         for key, b in self.action_buttons.items():
             if key == "start":
@@ -290,25 +291,35 @@ class ChairViewWidget(QWidget):
                 b.setEnabled(active)
 
     def _on_model_changed(self) -> None:
-        self.chart.set_profile(self.chair.profile)
+        self.chart.set_profile(self.model.profile)
         self._refresh_actions()
         self.alarm_panel.refresh()
-        s = self.model.session
+        s = self.model.state
+        events: list[tuple[datetime, str]] = []
         if s is not None:
-            events = [(t, f"D{i}") for i, t in enumerate(s.device_times, 1)]
-            if s.infusion_start:
-                events.append((s.infusion_start, "IV start"))
-            if s.infusion_stop:
-                events.append((s.infusion_stop, "IV stop"))
-            events += [(t, f"M{v}") for t, v in s.moaas]
-            events += [(t, f"C{v}") for t, v in s.cadss]
-            self.chart.set_events(events)
+            events = [(d.at, f"D{d.number}") for d in s.devices]
+            if s.infusion is not None:
+                events.append((s.infusion.start, "IV start"))
+                if s.infusion.stop is not None:
+                    events.append((s.infusion.stop, "IV stop"))
+            if s.other_dose is not None:
+                events.append((s.other_dose, "Dose"))
+            events += [(o.at, f"M{o.score}") for o in s.live(EntryKind.MOAAS)]
+            events += [(o.at, f"C{o.score}") for o in s.live(EntryKind.CADSS)]
+            events += [(v.at, "manual") for v in s.vitals if not v.in_error]
+        self.chart.set_events(events)
         self._prompt_keys = []
         self._on_tick_timeout()
 
-    def _on_chair_alarm_changed(self, event: AlarmEvent) -> None:
-        if event.action in (AlarmAction.RAISED, AlarmAction.ESCALATED):
-            self.alarm_panel.announce(event.key, event.priority)
+    def _on_model_session_changed(self) -> None:
+        # another patient (or none): forms, chart marks and the view start afresh
+        self.show_chart()
+        self._build_panels()
+        self.chart.redraw(force=True)
+
+    def _on_model_alarm_raised(self, a: AlarmAnnouncement) -> None:
+        self.alarm_panel.announce(a.key, a.priority)
+        self.alarm_panel.refresh()
 
     def _on_symptom_check_requested(self) -> None:
         # Do not take the nurse out of a form she is filling in: then it waits at the top of
@@ -318,18 +329,21 @@ class ChairViewWidget(QWidget):
         self._prompt_keys = []
         self._refresh_prompts()
 
-    def _on_chair_link_changed(self, event: StatusEvent) -> None:
-        text = LINK_TEXT[event.state]
-        if event.state is not LinkState.STREAMING:
-            text += f" ({event.reason})"
-            self.link_label.setStyleSheet("color: #ffcc00; font-weight: bold")
-        else:
-            self.link_label.setStyleSheet("")
-        self.link_label.setText(text)
+    def _on_model_link_changed(self, link: LinkInfo) -> None:
+        self.link_label.setStyleSheet(
+            "" if link.streaming else "color: #ffcc00; font-weight: bold"
+        )
+        self.link_label.setText(link.text)
+
+    def _on_model_error(self, message: str) -> None:
+        self.link_label.setStyleSheet("color: #ff6b6b; font-weight: bold")
+        self.link_label.setText(f"NOT SAVED: {message}")
 
     def _on_acknowledge_requested(self) -> None:
-        self.chair.acknowledge_all()
-        self.alarm_panel.refresh()
+        self.model.acknowledge(None).on_done(lambda _p: self.alarm_panel.refresh())
+
+    def _on_reset_requested(self) -> None:
+        self.model.reset_alarms().on_done(lambda _p: self.alarm_panel.refresh())
 
 
 def _prompt_text(p: Prompt) -> str:

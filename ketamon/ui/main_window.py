@@ -52,7 +52,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.overview, "Overview (Ctrl+0)")
         for i, view in enumerate(views, 1):
             self.chair_views.append(view)
-            self.tabs.addTab(view, f"{view.chair.name} (Ctrl+{i})")
+            self.tabs.addTab(view, f"{view.model.name} (Ctrl+{i})")
             view.start()
         self._overview_timer.start()
 
@@ -60,9 +60,9 @@ class MainWindow(QMainWindow):
         if self.overview is not None:
             self.overview.refresh()
             for i, v in enumerate(self.chair_views, 1):
-                worst = v.chair.worst_alarm()
+                worst = v.model.worst_alarm()
                 marker = f" {worst.marker}" if worst is not None else ""
-                self.tabs.setTabText(i, f"{v.chair.name}{marker} (Ctrl+{i})")
+                self.tabs.setTabText(i, f"{v.model.name}{marker} (Ctrl+{i})")
 
     def _on_ack_shortcut_activated(self) -> None:
         view = self.tabs.currentWidget()

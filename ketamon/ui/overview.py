@@ -10,24 +10,25 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from ketamon.domain.prompts import PromptState
-from ketamon.model.chair_session import ChairSessionModel
+from ketamon.presenters.chair import ChairPresenter
 from ketamon.ui import theme
 
 
-def chair_summary(model: ChairSessionModel) -> dict[str, str]:
+def chair_summary(model: ChairPresenter) -> dict[str, str]:
     """The overview's texts for one chair (also used by tests)."""
-    s = model.session
-    worst = model.chair.worst_alarm()
+    s = model.state
+    worst = model.worst_alarm()
     alarm = (
         "no active flags"
         if worst is None
         else (f"{worst.marker} {theme.PRIORITY_TEXT[worst]} flag")
     )
-    link = model.chair.link_state.value
-    if s is None or s.discharged is not None:
+    link = model.link.text
+    if s is None:
+        last = model.last_state
         return {
             "patient": "No session",
-            "phase": "idle" if s is None else "discharged",
+            "phase": "discharged" if last is not None and last.discharge else "idle",
             "time": "",
             "next": "Start a session",
             "alarm": alarm,
@@ -67,14 +68,14 @@ class ChairCard(QFrame):
 
     clicked = Signal()
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chairCard")
         self.model = model
         self.setMinimumSize(300, 190)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         lay = QVBoxLayout(self)
-        self.name = QLabel(f"<b>{model.chair.name}</b>")
+        self.name = QLabel(f"<b>{model.name}</b>")
         self.name.setStyleSheet("font-size: 16pt; background: transparent")
         self.lines = QLabel("")
         self.lines.setStyleSheet("font-size: 12pt; background: transparent")
@@ -88,9 +89,9 @@ class ChairCard(QFrame):
     def refresh(self) -> None:
         d = chair_summary(self.model)
         self.lines.setText(
-            f"{d['patient']}\n{d['phase']}  {d['time']}\nNext: {d['next']}\nMonitor: {d['link']}"
+            f"{d['patient']}\n{d['phase']}  {d['time']}\nNext: {d['next']}\n{d['link']}"
         )
-        worst = self.model.chair.worst_alarm()
+        worst = self.model.worst_alarm()
         self.alarm.setText(d["alarm"])
         colour = "#2a3138" if worst is None else theme.PRIORITY_COLOURS[worst]
         if colour == self._colour:  # restyling re-polishes the card: only on a change
@@ -114,7 +115,7 @@ class ChairCard(QFrame):
 class OverviewWidget(QWidget):
     sig_chair_selected = Signal(int)
 
-    def __init__(self, models: Sequence[ChairSessionModel], parent: QWidget | None = None):
+    def __init__(self, models: Sequence[ChairPresenter], parent: QWidget | None = None):
         super().__init__(parent)
         grid = QGridLayout(self)
         self.cards: list[ChairCard] = []

@@ -1,13 +1,16 @@
 """Entry panels shown in place of the chart while the nurse records something.
 
-Each panel calls the chair's session model; a refused action shows its reasons in red and keeps
-what was typed. Panels emit ``sig_done`` when the entry was saved (or cancelled).
+Each panel gives its entry to the chair's presenter, which runs it off the UI thread; while it is
+being saved the Save button waits, a refusal shows its reasons in red and keeps what was typed,
+and ``sig_done`` is emitted once the entry is recorded (or the panel cancelled). Panels belong to
+one session: the chair view builds new, empty ones for the next patient.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -32,22 +35,13 @@ from PySide6.QtWidgets import (
 )
 
 from devices.scenarios import SCENARIOS
+from ketamon.domain.discharge import CHECKLIST_LABELS
+from ketamon.domain.record import EntryKind, PatientInfo, Plan
 from ketamon.domain.scales import CADSS_ITEMS, MOAAS_LEVELS, MOAAS_SOURCE, cadss_item_label
-from ketamon.domain.session_rules import (
-    CHECKLIST_LABELS,
-    PrescriberDecision,
-    Treatment,
-)
+from ketamon.domain.session_rules import PrescriberDecision, Treatment
 from ketamon.domain.side_effects import BP_SYMPTOMS, SIDE_EFFECTS, Severity
-from ketamon.model.chair_session import ActionRefused, ChairSessionModel
-from ketamon.model.types import (
-    CurrentUser,
-    Entry,
-    PatientDetails,
-    Screening,
-    SessionPlan,
-    SideEffectEntry,
-)
+from ketamon.presenters.chair import ChairPresenter, Refused, SideEffectInput
+from ketamon.presenters.runner import Pending, chain
 
 BIG = "min-height: 44px; font-size: 13pt;"
 
@@ -58,9 +52,10 @@ class Panel(QWidget):
     sig_done = Signal()
     title = ""
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = model
+        self.saving: Pending[Any] | None = None
         outer = QVBoxLayout(self)
         head = QLabel(f"<b>{self.title}</b>")
         head.setStyleSheet("font-size: 15pt")
@@ -96,46 +91,48 @@ class Panel(QWidget):
         """Called when the panel is shown again."""
         self.error.setText("")
 
-    def save(self) -> None:
+    def save(self) -> Pending[Any] | None:
+        """Give the entry to the presenter; raise :class:`Refused` for what is wrong at once."""
         raise NotImplementedError
 
+    def show_reasons(self, reasons: list[str]) -> None:
+        self.error.setText("\n".join(f"• {r}" for r in reasons))
+
     def _on_save_clicked(self) -> None:
+        if self.saving is not None and not self.saving.done:
+            return  # still saving the last one: a second click must not record it twice
         try:
-            self.save()
-        except ActionRefused as exc:
-            self.error.setText("\n".join(f"• {r}" for r in exc.reasons))
+            pending = self.save()
+        except Refused as exc:
+            self.show_reasons(exc.reasons)
             return
         except ValueError as exc:
-            self.error.setText(f"• {exc}")
+            self.show_reasons([str(exc)])
+            return
+        if pending is None:
+            self.error.setText("")
+            self.sig_done.emit()
+            return
+        self.saving = pending
+        self.save_button.setEnabled(False)
+        self.error.setText("")
+        pending.on_done(self._on_saved)
+
+    def _on_saved(self, p: Pending[Any]) -> None:
+        self.save_button.setEnabled(True)
+        if not p.ok:
+            self.show_reasons(p.reasons)
             return
         self.error.setText("")
+        self.saved(p)
         self.sig_done.emit()
+
+    def saved(self, p: Pending[Any]) -> None:
+        """After the entry was recorded (clear the form, say what happened)."""
 
     def _on_cancel_clicked(self) -> None:
         self.error.setText("")
         self.sig_done.emit()
-
-
-def physician_sign_in(
-    authenticate: Callable[[str, str], CurrentUser] | None,
-    user_field: QLineEdit,
-    password_field: QLineEdit,
-    who: str,
-) -> CurrentUser:
-    """A physician confirms an entry with their own user name and password (asked again every
-    time); the password field is cleared whatever happens."""
-    try:
-        if authenticate is None:
-            raise ActionRefused([f"{who} sign-in is not available"])
-        try:
-            user = authenticate(user_field.text().strip(), password_field.text())
-        except Exception as exc:
-            raise ActionRefused([f"{who} sign-in failed: {exc}"]) from exc
-    finally:
-        password_field.clear()
-    if not user.is_physician:
-        raise ActionRefused([f"{user.full_name} is not a physician"])
-    return user
 
 
 def _spin(lo: float, hi: float, decimals: int = 0, special: str = "—") -> QDoubleSpinBox:
@@ -152,18 +149,22 @@ def _value(s: QDoubleSpinBox) -> float | None:
     return None if s.value() < s.minimum() + 0.5 else s.value()
 
 
+def _password_field(placeholder: str = "Password") -> QLineEdit:
+    f = QLineEdit()
+    f.setPlaceholderText(placeholder)
+    f.setEchoMode(QLineEdit.EchoMode.Password)
+    return f
+
+
 class StartSessionPanel(Panel):
+    """A new session: the patient is searched for (or entered), then confirmed explicitly."""
+
     title = "Start a session"
 
-    def __init__(
-        self,
-        model: ChairSessionModel,
-        find_patients: Callable[[str], list[PatientDetails]],
-        parent: QWidget | None = None,
-    ) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
-        self._find = find_patients
-        self._found: list[PatientDetails] = []
+        self._found: list[PatientInfo] = []
+        self._search: Pending[list[PatientInfo]] | None = None
         pick = QGroupBox("Patient: search by name or MRN, or enter a new one")
         pl = QVBoxLayout(pick)
         self.search = QLineEdit()
@@ -193,6 +194,9 @@ class StartSessionPanel(Panel):
         ):
             form.addRow(label, w)
         pl.addLayout(form)
+        self.confirm = QCheckBox("I have checked the patient's identity (name, date of birth)")
+        self.confirm.setStyleSheet("font-weight: bold")
+        pl.addWidget(self.confirm)
         self.body.addWidget(pick)
         treat = QGroupBox("Treatment")
         tl = QGridLayout(treat)
@@ -218,7 +222,7 @@ class StartSessionPanel(Panel):
         self.body.addWidget(treat)
         mon = QGroupBox("The chair's monitor")
         ml = QGridLayout(mon)
-        self.monitor_label = QLabel(f"Now: {model.chair.monitor.description}")
+        self.monitor_label = QLabel(f"Now: {model.monitor_description}")
         ml.addWidget(self.monitor_label, 0, 0, 1, 4)
         self.protocol = QComboBox()
         self.protocol.addItems(["simulator", "intellivue", "datex", "masimo", "hl7"])
@@ -252,44 +256,63 @@ class StartSessionPanel(Panel):
             desc = self.model.connect_monitor(
                 self.protocol.currentText(), self.address.text(), self.scenario.currentText()
             )
-        except ActionRefused as exc:
-            self.error.setText("\n".join(f"• {r}" for r in exc.reasons))
+        except Refused as exc:
+            self.show_reasons(exc.reasons)
             return
         self.error.setText("")
         self.monitor_label.setText(f"Now: {desc}")
 
     def refresh(self) -> None:
         super().refresh()
-        self.monitor_label.setText(f"Now: {self.model.chair.monitor.description}")
+        self.monitor_label.setText(f"Now: {self.model.monitor_description}")
 
     def _on_search_text_changed(self, text: str) -> None:
-        self._found = self._find(text.strip()) if text.strip() else []
+        query = text.strip()
+        self.confirm.setChecked(False)
+        if not query:
+            self._show_found([])
+            return
+        search = self.model.find_patients(query)
+        self._search = search
+
+        def found(p: Pending[list[PatientInfo]]) -> None:
+            if p is self._search:  # only the answer to the latest search
+                self._show_found(p.result or [])
+
+        search.on_done(found)
+
+    def _show_found(self, found: list[PatientInfo]) -> None:
+        self._found = found
         self.results.clear()
-        for p in self._found:
-            self.results.addItem(p.label)
+        for p in found:
+            self.results.addItem(
+                p.label + (f", born {p.date_of_birth}" if p.date_of_birth else "")
+            )
 
     def _on_results_row_changed(self, row: int) -> None:
+        self.confirm.setChecked(False)
         if 0 <= row < len(self._found):
             p = self._found[row]
             self.mrn.setText(p.mrn)
             self.first.setText(p.first_name)
             self.last.setText(p.last_name)
-            self.dob.setText(p.date_of_birth.isoformat() if p.date_of_birth else "")
+            self.dob.setText(p.date_of_birth or "")
             self.sex.setCurrentText(p.sex or "")
             self.weight.setValue(p.weight_kg or self.weight.minimum())
             self.rems.setChecked(bool(p.rems_enrolled))
 
-    def save(self) -> None:
-        from datetime import date
-
-        dob = None
-        if self.dob.text().strip():
+    def save(self) -> Pending[Any]:
+        dob = self.dob.text().strip() or None
+        if dob is not None:
             try:
-                dob = date.fromisoformat(self.dob.text().strip())
+                date.fromisoformat(dob)
             except ValueError:
-                raise ActionRefused(["Date of birth must be YYYY-MM-DD"]) from None
-        patient = PatientDetails(
-            mrn=self.mrn.text().strip(),
+                raise Refused(["Date of birth must be YYYY-MM-DD"]) from None
+        mrn = self.mrn.text().strip()
+        known = next((p for p in self._found if p.mrn == mrn), None)
+        patient = PatientInfo(
+            id=known.id if known else None,
+            mrn=mrn,
             first_name=self.first.text().strip(),
             last_name=self.last.text().strip(),
             date_of_birth=dob,
@@ -297,35 +320,30 @@ class StartSessionPanel(Panel):
             weight_kg=_value(self.weight),
             rems_enrolled=self.rems.isChecked(),
         )
+        first = self.first_treatment.isChecked()
         if self.iv.isChecked():
-            plan = SessionPlan(
+            plan = Plan(
                 Treatment.IV_KETAMINE,
                 iv_mg_per_kg=_value(self.mgkg),
                 iv_minutes=_value(self.minutes),
-                first_treatment=self.first_treatment.isChecked(),
+                first_treatment=first,
             )
         elif self.other.isChecked():
-            plan = SessionPlan(Treatment.OTHER, first_treatment=self.first_treatment.isChecked())
+            plan = Plan(Treatment.OTHER, first_treatment=first)
         else:
-            plan = SessionPlan(
+            plan = Plan(
                 Treatment.ESKETAMINE,
                 dose_mg=84.0 if self.esk84.isChecked() else 56.0,
-                first_treatment=self.first_treatment.isChecked(),
+                first_treatment=first,
             )
-        self.model.start_session(patient, plan)
+        return self.model.start_session(patient, plan, confirmed=self.confirm.isChecked())
 
 
 class ScreeningPanel(Panel):
     title = "Pre-dose screening"
 
-    def __init__(
-        self,
-        model: ChairSessionModel,
-        authenticate: Callable[[str, str], CurrentUser] | None = None,
-        parent: QWidget | None = None,
-    ) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
-        self._authenticate = authenticate
         vit = QGroupBox("Blood pressure and heart rate before dosing")
         vl = QHBoxLayout(vit)
         self.sys, self.dia, self.hr = _spin(40, 300), _spin(20, 200), _spin(20, 250)
@@ -348,9 +366,7 @@ class ScreeningPanel(Panel):
         self.delay = QRadioButton("Delay")
         self.prescriber = QLineEdit()
         self.prescriber.setPlaceholderText("Prescriber user name")
-        self.prescriber_password = QLineEdit()
-        self.prescriber_password.setPlaceholderText("Password")
-        self.prescriber_password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.prescriber_password = _password_field()
         dl.addWidget(self.proceed)
         dl.addWidget(self.delay)
         dl.addWidget(self.prescriber)
@@ -391,17 +407,18 @@ class ScreeningPanel(Panel):
 
     def refresh(self) -> None:
         super().refresh()
-        s = self.model.session
+        s = self.model.state
         if s is not None:
-            self.rems.setChecked(bool(s.patient.rems_enrolled))
+            if s.screening is None:
+                self.rems.setChecked(bool(s.patient.rems_enrolled))
             self.rems.setVisible(s.plan.treatment is Treatment.ESKETAMINE)
         self._on_bp_value_changed()
 
     def _on_use_monitor_clicked(self) -> None:
         bp = self.model.latest_nibp()
         if bp is None:
-            self.error.setText(
-                "• No NIBP from the monitor yet: start a cuff measurement or type it"
+            self.show_reasons(
+                ["No NIBP from the monitor yet: start a cuff measurement or type it"]
             )
             return
         self.sys.setValue(bp[0])
@@ -418,7 +435,7 @@ class ScreeningPanel(Panel):
     def _on_bp_value_changed(self) -> None:
         bp = self._bp()
         need = self.model.needs_prescriber_decision(bp)
-        adv = self.model.chair.profile.predose_advisory
+        adv = self.model.profile.predose_advisory
         self.advisory.setText(
             f"⚠ Pre-dose BP above {adv.sys_above:.0f}/{adv.dia_above:.0f} "
             f"(advisory, {adv.source}):"
@@ -428,12 +445,7 @@ class ScreeningPanel(Panel):
         )
         self.decision_box.setEnabled(need or not self._bp())
 
-    def _prescriber(self) -> CurrentUser:
-        return physician_sign_in(
-            self._authenticate, self.prescriber, self.prescriber_password, "Prescriber"
-        )
-
-    def save(self) -> None:
+    def save(self) -> Pending[Any]:
         decision = (
             PrescriberDecision.PROCEED
             if self.proceed.isChecked()
@@ -441,34 +453,39 @@ class ScreeningPanel(Panel):
             if self.delay.isChecked()
             else None
         )
-        if not self.model.needs_prescriber_decision(self._bp()):
+        bp = self._bp()
+        if not self.model.needs_prescriber_decision(bp):
             decision = None
-        override = self.override.text().strip() if self._bp() is None else ""
-        prescriber = self._prescriber() if decision is not None or override else None
-        s = self.model.session
+        override = self.override.text().strip() if bp is None else ""
+        user, password = self.prescriber.text(), self.prescriber_password.text()
+        self.prescriber_password.clear()  # asked again every time
+        s = self.model.state
         esk = s is not None and s.plan.treatment is Treatment.ESKETAMINE
-        self.model.record_screening(
-            Screening(
-                bp=self._bp(),
-                hr=_value(self.hr),
-                bp_source=self._source,
-                fasting=self.fasting.isChecked(),
-                escort_confirmed=self.escort.isChecked(),
-                rems_enrolled=self.rems.isChecked() if esk else None,
-                decision=decision,
-                decision_by=prescriber.full_name if prescriber and decision else "",
-                decision_by_id=prescriber.id if prescriber and decision else None,
-                override_reason=override,
-                override_by_id=prescriber.id if prescriber and override else None,
-                **{k: b.isChecked() for k, b in self.meds.items()},
-            )
+        first = self.model.record_screening(
+            bp=bp,
+            hr=_value(self.hr),
+            bp_source=self._source,
+            fasting=self.fasting.isChecked(),
+            escort=self.escort.isChecked(),
+            rems_enrolled=self.rems.isChecked() if esk else None,
+            medicines={k: b.isChecked() for k, b in self.meds.items()},
         )
+        steps: list[Callable[[], Pending[Any]]] = []
+        if decision is not None:
+            steps.append(
+                lambda: self.model.prescriber_decision(decision, username=user, password=password)
+            )
+        if override:
+            steps.append(
+                lambda: self.model.override_missing_bp(override, username=user, password=password)
+            )
+        return chain(first, *steps)
 
 
 class DosePanel(Panel):
     title = "Dosing"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         self.info = QLabel("")
         self.info.setWordWrap(True)
@@ -483,16 +500,26 @@ class DosePanel(Panel):
         self.lot_row = QWidget()
         self.lot_row.setLayout(row)
         self.body.addWidget(self.lot_row)
+        self.description = QLineEdit()
+        self.description.setPlaceholderText("Drug, route and dose given")
+        self.body.addWidget(self.description)
         self.countdown = QLabel("")
         self.countdown.setStyleSheet("font-size: 22pt; font-weight: bold; color: #ffcc00")
         self.body.addWidget(self.countdown)
         self.blockers = QLabel("")
         self.blockers.setWordWrap(True)
         self.body.addWidget(self.blockers)
+        stop = QHBoxLayout()
+        self.stop_reason = QLineEdit()
+        self.stop_reason.setPlaceholderText("Reason, if stopped before the planned time")
         self.stop_button = QPushButton("Stop infusion")
         self.stop_button.setStyleSheet(BIG)
         self.stop_button.clicked.connect(self._on_stop_clicked)
-        self.body.addWidget(self.stop_button)
+        stop.addWidget(self.stop_reason, 1)
+        stop.addWidget(self.stop_button)
+        self.stop_row = QWidget()
+        self.stop_row.setLayout(stop)
+        self.body.addWidget(self.stop_row)
         self.body.addStretch(1)
 
     def save_text(self) -> str:
@@ -500,52 +527,52 @@ class DosePanel(Panel):
 
     def refresh(self) -> None:
         super().refresh()
-        s = self.model.session
+        s = self.model.state
         if s is None:
             return
+        self.description.setVisible(s.plan.treatment is Treatment.OTHER)
         if s.plan.treatment is Treatment.ESKETAMINE:
-            from ketamon.domain.session_rules import devices_for_dose
-
-            n = devices_for_dose(s.plan.dose_mg or 56.0)
-            given = len(s.device_times)
+            n = self.model.planned_devices()
+            given = len(s.devices)
             lines = [f"Esketamine {s.plan.dose_mg:g} mg: {given} of {n} devices given"]
-            zero = s.first_dose
-            for i, t in enumerate(s.device_times, 1):
-                rel = "" if zero is None else f" (T+{(t - zero).total_seconds() / 60:.0f} min)"
-                lines.append(f"  Device {i}: {t.astimezone().strftime('%H:%M:%S')}{rel}")
+            for d in s.devices:
+                rel = (d.at - s.devices[0].at).total_seconds() / 60
+                lines.append(
+                    f"  Device {d.number}: {d.at.astimezone().strftime('%H:%M:%S')} "
+                    f"(T+{rel:.0f} min), lot {d.lot}"
+                )
             self.info.setText("\n".join(lines))
             self.save_button.setText(f"Log device {min(given + 1, n)}")
+            self.save_button.setEnabled(given < n)
             self.lot_row.setVisible(True)
-            self.stop_button.setVisible(False)
+            self.stop_row.setVisible(False)
         elif s.plan.treatment is Treatment.IV_KETAMINE:
-            from ketamon.domain.session_rules import iv_dose_mg, iv_rate_mg_per_min
-
-            try:
-                mg = iv_dose_mg(s.plan.iv_mg_per_kg or 0, s.patient.weight_kg or 0)
-                rate = iv_rate_mg_per_min(mg, s.plan.iv_minutes or 0)
-                text = (
-                    f"IV ketamine {s.plan.iv_mg_per_kg:g} mg/kg × {s.patient.weight_kg:g} kg"
-                    f" = {mg:g} mg over {s.plan.iv_minutes:g} min ({rate:g} mg/min)"
-                )
-            except ValueError as exc:
-                text = f"IV dose cannot be computed: {exc}"
-            state = (
-                "running since " + s.infusion_start.astimezone().strftime("%H:%M")
-                if s.infusion_start and not s.infusion_stop
-                else "stopped"
-                if s.infusion_stop
-                else "not started"
+            inf = s.infusion
+            plan = s.plan
+            text = (
+                f"IV ketamine {plan.iv_mg_per_kg:g} mg/kg × {s.patient.weight_kg:g} kg"
+                f" over {plan.iv_minutes:g} min"
             )
+            if inf is None:
+                state = "not started"
+            elif inf.stop is None:
+                state = (
+                    f"running since {inf.start.astimezone().strftime('%H:%M')}: "
+                    f"{inf.planned_mg:g} mg at {inf.rate_mg_per_min:g} mg/min"
+                )
+            else:
+                state = f"stopped: {inf.given_mg:g} mg given"
             self.info.setText(f"{text}\nInfusion {state}")
             self.save_button.setText("Start infusion")
-            self.save_button.setEnabled(s.infusion_start is None)
+            self.save_button.setEnabled(inf is None)
             self.lot_row.setVisible(False)
-            self.stop_button.setVisible(s.infusion_start is not None and s.infusion_stop is None)
+            self.stop_row.setVisible(inf is not None and inf.stop is None)
         else:
-            self.info.setText("Other treatment: log the start of treatment.")
-            self.save_button.setText("Log treatment start")
+            self.info.setText("Other treatment: describe it and log when it was given.")
+            self.save_button.setText("Log treatment given")
+            self.save_button.setEnabled(s.other_dose is None)
             self.lot_row.setVisible(False)
-            self.stop_button.setVisible(False)
+            self.stop_row.setVisible(False)
         self.tick()
 
     def tick(self) -> None:
@@ -562,30 +589,29 @@ class DosePanel(Panel):
         blockers = self.model.dose_blockers()
         self.blockers.setText("\n".join(f"• {b}" for b in blockers))
 
-    def save(self) -> None:
-        s = self.model.session
+    def save(self) -> Pending[Any]:
+        s = self.model.state
         if s is None:
-            raise ActionRefused(["Start a session first"])
+            raise Refused(["Start a session first"])
         if s.plan.treatment is Treatment.ESKETAMINE:
-            self.model.log_esketamine_device(self.lot.text())
-        elif s.plan.treatment is Treatment.IV_KETAMINE:
-            self.model.start_infusion()
-        else:
-            self.model.log_other_treatment()
+            return self.model.log_esketamine_device(self.lot.text())
+        if s.plan.treatment is Treatment.IV_KETAMINE:
+            return self.model.start_infusion()
+        return self.model.log_other_treatment(self.description.text())
+
+    def saved(self, p: Pending[Any]) -> None:
+        self.description.clear()
 
     def _on_stop_clicked(self) -> None:
-        try:
-            self.model.stop_infusion()
-        except ActionRefused as exc:
-            self.error.setText("\n".join(f"• {r}" for r in exc.reasons))
-            return
-        self.sig_done.emit()
+        pending = self.model.stop_infusion(self.stop_reason.text())
+        self.saving = pending
+        pending.on_done(self._on_saved)
 
 
 class MoaasPanel(Panel):
     title = "Sedation: MOAA/S (one tap records)"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         self.buttons: dict[int, QPushButton] = {}
         for score, text in MOAAS_LEVELS.items():
@@ -601,18 +627,16 @@ class MoaasPanel(Panel):
         self.save_button.hide()
 
     def _record(self, score: int) -> None:
-        try:
-            self.model.record_moaas(score)
-        except ActionRefused as exc:
-            self.error.setText("\n".join(f"• {r}" for r in exc.reasons))
+        if self.saving is not None and not self.saving.done:
             return
-        self.sig_done.emit()
+        self.saving = self.model.record_moaas(score)
+        self.saving.on_done(self._on_saved)
 
 
 class CadssPanel(Panel):
     title = "Dissociation: CADSS (23 items, 0–4)"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         note = QLabel(
             "Item numbers and neutral labels only; the item wording is licensed "
@@ -659,19 +683,19 @@ class CadssPanel(Panel):
     def _on_score_clicked(self, _id: int) -> None:
         items = self.items()
         total = sum(items.values())
-        s = self.model.session
-        pre = s.predose_cadss_total if s else None
+        s = self.model.state
+        pre = s.predose_cadss if s else None
         change = "" if pre is None else f", change from pre-dose {total - pre:+d}"
         self.total.setText(f"Total: {total} of 92 ({len(items)}/23 items scored{change})")
 
-    def save(self) -> None:
-        self.model.record_cadss(self.items())
+    def save(self) -> Pending[Any]:
+        return self.model.record_cadss(self.items())
 
 
 class SideEffectsPanel(Panel):
     title = "Side effects"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         grid = QGridLayout()
         grid.addWidget(QLabel("<b>Effect</b>"), 0, 0)
@@ -713,38 +737,38 @@ class SideEffectsPanel(Panel):
             onset.setValue(now_min)
             if sae is not None:
                 sae.setCurrentIndex(0)
+        self.other_text.clear()
         labels = [self.rows[k][0].text() for k in suggested]
         self.suggested.setText(
             "Suggested from flagged vitals: " + ", ".join(labels) if labels else ""
         )
 
-    def save(self) -> None:
+    def save(self) -> Pending[Any]:
         clock = self.model.session_clock()
-        entries = []
+        effects = []
         for key, (box, sev, onset, sae) in self.rows.items():
             if not box.isChecked():
                 continue
             serious = None if sae is None or sae.currentIndex() == 0 else sae.currentIndex() == 2
-            label = box.text().removesuffix(" ⚠")
-            entries.append(
-                SideEffectEntry(
-                    key=key,
-                    label=label,
-                    severity=Severity(sev.currentText()),
-                    onset=clock.zero + timedelta(minutes=onset.value()),
-                    serious=serious if sae is not None else False,
+            when = clock.zero + timedelta(minutes=onset.value())
+            effects.append(
+                SideEffectInput(
+                    item=key,
+                    severity=sev.currentText(),
+                    serious=serious if sae is not None else None,
+                    onset=when.isoformat(),
                     text=self.other_text.text().strip(),
                 )
             )
-        if not entries:
-            raise ActionRefused(["Tick at least one side effect"])
-        self.model.record_side_effects(entries)
+        if not effects:
+            raise Refused(["Tick at least one side effect"])
+        return self.model.record_side_effects(effects)
 
 
 class NotePanel(Panel):
     title = "Notes"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         self.text = QPlainTextEdit()
         self.text.setPlaceholderText("Note")
@@ -757,93 +781,155 @@ class NotePanel(Panel):
         super().refresh()
         self.text.clear()
         self.history.clear()
-        s = self.model.session
-        for e in s.entries if s else []:
-            if e.kind == "note":
-                self.history.addItem(
-                    f"{e.time.astimezone().strftime('%H:%M')} · {e.author} · {e.value}"
-                )
+        s = self.model.state
+        for o in s.live(EntryKind.NOTE) if s else []:
+            self.history.addItem(f"{o.at.astimezone().strftime('%H:%M')} · {o.author} · {o.text}")
 
-    def save(self) -> None:
-        self.model.add_note(self.text.toPlainText())
+    def save(self) -> Pending[Any]:
+        return self.model.add_note(self.text.toPlainText())
 
 
 class EntriesPanel(Panel):
-    """Everything recorded at this chair with its time and author; a MOAA/S score, a side
-    effect's severity or a note can be corrected, always with a reason (audited)."""
+    """Everything recorded at this chair, in time order with its author; an entry can be
+    corrected, or marked entered in error, always with a reason (audited)."""
 
     title = "Entries"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
+        self.record = QListWidget()
+        self.record.setMinimumHeight(160)
+        self.body.addWidget(QLabel("The record"))
+        self.body.addWidget(self.record)
+        self.body.addWidget(QLabel("Correct an entry"))
         self.list = QListWidget()
-        self.list.setMinimumHeight(220)
+        self.list.setMinimumHeight(120)
         self.body.addWidget(self.list)
         row = QHBoxLayout()
+        self.field = QComboBox()
         self.choice = QComboBox()
         self.text = QLineEdit()
-        row.addWidget(QLabel("Correct to"))
+        row.addWidget(QLabel("Correct"))
+        row.addWidget(self.field)
+        row.addWidget(QLabel("to"))
         row.addWidget(self.choice)
         row.addWidget(self.text, 1)
         self.body.addLayout(row)
+        self.in_error = QCheckBox("Entered in error (the entry no longer counts)")
+        self.body.addWidget(self.in_error)
         self.reason = QLineEdit()
         self.reason.setPlaceholderText("Reason for the correction (required, audited)")
         self.body.addWidget(self.reason)
         self.body.addStretch(1)
         self.list.currentRowChanged.connect(self._on_list_row_changed)
-        self._ids: list[int] = []
+        self.field.currentTextChanged.connect(self._on_field_changed)
+        self._rows: list[tuple[int, str, EntryKind, Any]] = []
 
     def save_text(self) -> str:
         return "Save correction"
 
     def refresh(self) -> None:
         super().refresh()
+        self.record.clear()
+        for line in self.model.record():
+            if line.kind in (EntryKind.LINK,):
+                continue
+            by = f" (authorised by {line.authorised_by})" if line.authorised_by else ""
+            self.record.addItem(
+                f"{line.at.astimezone().strftime('%H:%M')} · {line.author}{by} · "
+                f"{line.label}: {line.text}"
+            )
+        self.record.scrollToBottom()
         self.list.clear()
         self.reason.clear()
-        s = self.model.session
-        entries = list(s.entries) if s else []
-        self._ids = [e.id for e in entries]
-        for e in entries:
-            self.list.addItem(
-                f"{e.time.astimezone().strftime('%H:%M')} · {e.author} · {e.summary}"
-            )
+        self.in_error.setChecked(False)
+        self._rows = self.model.correctable_entries()
+        for _id, text, _kind, _cur in self._rows:
+            self.list.addItem(text)
         self._on_list_row_changed(self.list.currentRow())
 
-    def _selected(self) -> Entry | None:
-        s = self.model.session
+    def _selected(self) -> tuple[int, str, EntryKind, Any] | None:
         row = self.list.currentRow()
-        if s is None or not 0 <= row < len(self._ids):
-            return None
-        return next((e for e in s.entries if e.id == self._ids[row]), None)
+        return self._rows[row] if 0 <= row < len(self._rows) else None
 
     def _on_list_row_changed(self, _row: int) -> None:
-        e = self._selected()
+        sel = self._selected()
+        self.field.clear()
+        if sel is None:
+            self._on_field_changed("")
+            return
+        _id, _text, kind, _current = sel
+        fields = {
+            EntryKind.MOAAS: ["score"],
+            EntryKind.RASS: ["score"],
+            EntryKind.SIDE_EFFECT: ["severity", "serious", "text"],
+            EntryKind.NOTE: ["text"],
+            EntryKind.SCREENING: ["bp", "hr", "fasting", "escort", "rems_enrolled"],
+            EntryKind.VITALS: [],
+            EntryKind.CADSS: [],
+        }[kind]
+        self.field.addItems(fields)
+        self.in_error.setEnabled(kind is not EntryKind.SCREENING)
+        self._on_field_changed(self.field.currentText())
+
+    def _on_field_changed(self, field: str) -> None:
+        sel = self._selected()
         self.choice.clear()
         self.text.clear()
-        kind = e.kind if e else ""
-        if kind == "moaas":
-            self.choice.addItems([str(i) for i in range(6)])
-        elif kind == "side_effect":
-            self.choice.addItems(["mild", "moderate", "severe"])
-        if e is not None and kind in ("moaas", "side_effect"):
-            self.choice.setCurrentText(e.value)
-        if e is not None and kind == "note":
-            self.text.setText(e.value)
-        self.choice.setVisible(kind in ("moaas", "side_effect"))
-        self.text.setVisible(kind == "note")
+        choices: list[str] = []
+        if sel is not None:
+            _id, _text, kind, current = sel
+            if field == "score":
+                rng = range(6) if kind is EntryKind.MOAAS else range(-5, 5)
+                choices = [str(i) for i in rng]
+            elif field == "severity":
+                choices = ["mild", "moderate", "severe"]
+            elif field in ("serious", "fasting", "escort", "rems_enrolled"):
+                choices = ["yes", "no"]
+            value = current.get(field)
+            if choices:
+                self.choice.addItems(choices)
+                shown = value if not isinstance(value, bool) else ("yes" if value else "no")
+                self.choice.setCurrentText(str(shown))
+            elif field == "bp" and value:
+                self.text.setText(f"{float(value[0]):g}/{float(value[1]):g}")
+            elif value is not None:
+                self.text.setText(str(value))
+        self.choice.setVisible(bool(choices))
+        self.text.setVisible(bool(field) and not choices)
 
-    def save(self) -> None:
-        e = self._selected()
-        if e is None:
-            raise ActionRefused(["Select the entry to correct"])
-        value = self.text.text() if e.kind == "note" else self.choice.currentText()
-        self.model.correct_entry(e.id, value, self.reason.text())
+    def save(self) -> Pending[Any]:
+        sel = self._selected()
+        if sel is None:
+            raise Refused(["Select the entry to correct"])
+        entry_id, _text, _kind, _current = sel
+        if self.in_error.isChecked():
+            return self.model.correct(entry_id, {}, self.reason.text(), in_error=True)
+        field = self.field.currentText()
+        new: object
+        if self.choice.isVisible():
+            raw = self.choice.currentText()
+            new = int(raw) if field == "score" else (raw == "yes" if raw in ("yes", "no") else raw)
+        elif field == "bp":
+            try:
+                sys, dia = (float(x) for x in self.text.text().split("/"))
+            except ValueError:
+                raise Refused(["Enter the BP as SYS/DIA, e.g. 128/82"]) from None
+            new = [sys, dia]
+        elif field == "hr":
+            try:
+                new = float(self.text.text())
+            except ValueError:
+                raise Refused(["Enter the heart rate as a number"]) from None
+        else:
+            new = self.text.text()
+        return self.model.correct(entry_id, {field: new}, self.reason.text())
 
 
 class VitalsPanel(Panel):
     title = "Enter vitals by hand"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         form = QFormLayout()
         self.fields = {
@@ -873,21 +959,20 @@ class VitalsPanel(Panel):
             f.setValue(f.minimum())
         self.reason_40.clear()
 
-    def save(self) -> None:
+    def save(self) -> Pending[Any]:
         values = {k: v for k, f in self.fields.items() if (v := _value(f)) is not None}
         if not values and self.reason_40.text().strip():
-            self.model.record_bp40_reason(self.reason_40.text())
-            return
-        self.model.record_manual_vitals(values)
+            return self.model.record_bp40_reason(self.reason_40.text())
+        return self.model.record_manual_vitals(values)
 
 
 class SymptomPanel(Panel):
     title = "BP flagged: ask about symptoms"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         info = QLabel(
-            "A blood-pressure flag was raised. Ask the patient; any 'Yes' raises a "
+            "A high blood pressure was flagged. Ask the patient; any 'Yes' raises a "
             "high-priority escalation and records that the prescriber was notified."
         )
         info.setWordWrap(True)
@@ -919,29 +1004,30 @@ class SymptomPanel(Panel):
         for k, v in answers.items():
             self.answers[k].button(1 if v else 0).setChecked(True)
 
-    def save(self) -> None:
+    def save(self) -> Pending[Any]:
         answers = {k: g.checkedId() == 1 for k, g in self.answers.items() if g.checkedId() >= 0}
-        self.model.record_symptom_check(answers)
+        return self.model.record_symptom_check(answers)
 
 
 class DischargePanel(Panel):
+    """Discharge: the criteria are computed from the record and listed; what cannot be met is
+    accepted by a physician with a reason; the discharging clinician signs with a password."""
+
     title = "Discharge"
 
-    def __init__(
-        self,
-        model: ChairSessionModel,
-        authenticate: Callable[[str, str], CurrentUser] | None = None,
-        parent: QWidget | None = None,
-    ) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
-        self._authenticate = authenticate
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("font-size: 13pt")
         self.body.addWidget(self.status)
-        box = QGroupBox("Checklist")
+        self.criteria = QLabel("")
+        self.criteria.setObjectName("dischargeCriteria")
+        self.criteria.setWordWrap(True)
+        self.body.addWidget(self.criteria)
+        box = QGroupBox("Checklist (confirmed at the chair)")
         bl = QVBoxLayout(box)
-        self.checks = {item: QCheckBox(label) for item, label in CHECKLIST_LABELS.items()}
+        self.checks = {key: QCheckBox(label) for key, label in CHECKLIST_LABELS.items()}
         for c in self.checks.values():
             c.setMinimumHeight(32)
             bl.addWidget(c)
@@ -958,19 +1044,23 @@ class DischargePanel(Panel):
         self.ready.setValue(-1)
         self.ready.setMaximumWidth(220)
         self.body.addWidget(self.ready)
-        ov = QGroupBox("Discharge before 120 min: physician override")
+        ov = QGroupBox("Criteria not met: a physician accepts them")
         ol = QFormLayout(ov)
         self.override_reason = QLineEdit()
         self.override_user = QLineEdit()
-        self.override_password = QLineEdit()
-        self.override_password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.override_password = _password_field()
         ol.addRow("Reason", self.override_reason)
         ol.addRow("Physician user name", self.override_user)
-        ol.addRow("Password", self.override_password)
+        ol.addRow("Physician password", self.override_password)
+        self.override_box = ov
         self.body.addWidget(ov)
-        self.blockers = QLabel("")
-        self.blockers.setWordWrap(True)
-        self.body.addWidget(self.blockers)
+        sign = QGroupBox("Sign the discharge")
+        sl = QFormLayout(sign)
+        self.signer = QLabel("")
+        self.password = _password_field("Your password")
+        sl.addRow("Discharging clinician", self.signer)
+        sl.addRow("Password", self.password)
+        self.body.addWidget(sign)
         self.body.addStretch(1)
         for c in self.checks.values():
             c.toggled.connect(self.tick)
@@ -979,11 +1069,14 @@ class DischargePanel(Panel):
     def save_text(self) -> str:
         return "Discharge"
 
+    def _ready(self) -> int | None:
+        return None if self.ready.value() < 0 else self.ready.value()
+
     def tick(self) -> None:
         clock = self.model.session_clock()
         now = self.model.now()
         if clock.first_dose is None:
-            self.status.setText("No dose logged.")
+            self.status.setText("No dose logged: cancel the session instead if it was an error.")
         else:
             m = clock.minutes(now)
             left = clock.observation_remaining_min(now) or 0
@@ -995,45 +1088,52 @@ class DischargePanel(Panel):
                     else "The 2-hour minimum observation is complete."
                 )
             )
-        ready = self.ready.value()
-        b = self.model.discharge_blockers(
-            {k: c.isChecked() for k, c in self.checks.items()},
-            None if ready < 0 else ready,
-            self.override_reason.text(),
+        unmet = self.model.discharge_unmet(
+            {k: c.isChecked() for k, c in self.checks.items()}, self._ready()
         )
-        self.blockers.setText("\n".join(f"• {r}" for r in b))
+        if unmet:
+            self.criteria.setText("Not met yet:\n" + "\n".join(f"• {u.text}" for u in unmet))
+            self.criteria.setStyleSheet("color: #ffcc00")
+        else:
+            self.criteria.setText("✓ Every discharge criterion is met.")
+            self.criteria.setStyleSheet("color: #7bd88f")
+        self.override_box.setEnabled(any(u.overridable for u in unmet))
+        self.signer.setText(f"{self.model.actor.full_name} ({self.model.actor.role.value})")
 
     def refresh(self) -> None:
         super().refresh()
         self.tick()
 
-    def save(self) -> None:
-        override_by = None
-        if self.override_reason.text().strip():
-            override_by = physician_sign_in(
-                self._authenticate, self.override_user, self.override_password, "Physician"
-            )
-        ready = self.ready.value()
-        if ready < 0:
-            raise ActionRefused(["Answer: when would the patient have been ready to leave?"])
-        total = self.model.discharge(
+    def save(self) -> Pending[Any]:
+        password, doc_password = self.password.text(), self.override_password.text()
+        self.password.clear()
+        self.override_password.clear()
+        return self.model.discharge(
             {k: c.isChecked() for k, c in self.checks.items()},
-            ready,
-            self.override_reason.text(),
-            override_by,
+            self._ready(),
+            password=password,
+            override_reason=self.override_reason.text(),
+            physician=self.override_user.text(),
+            physician_password=doc_password,
         )
-        self.status.setText(f"Discharged. Total duration {total} min.")
+
+    def saved(self, p: Pending[Any]) -> None:
+        s = self.model.last_state
+        if s is not None and s.discharge is not None:
+            self.status.setText(f"Discharged. Total duration {s.discharge.total_min} min.")
 
 
 class LimitsPanel(Panel):
+    """A physician changes a limit for this session only, with a reason."""
+
     title = "Alarm limits for this session"
 
-    def __init__(self, model: ChairSessionModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         info = QLabel(
             "The clinic's profile is in force. A change here applies to this session only, "
-            "needs a reason, and is recorded with the session. Sources of the defaults are "
-            "shown beside each limit."
+            "needs a physician and a reason, and is recorded with the session. Sources of the "
+            "defaults are shown beside each limit."
         )
         info.setWordWrap(True)
         self.body.addWidget(info)
@@ -1043,6 +1143,13 @@ class LimitsPanel(Panel):
         self.reason = QLineEdit()
         self.reason.setPlaceholderText("Reason for the change (required)")
         self.body.addWidget(self.reason)
+        who = QHBoxLayout()
+        self.physician = QLineEdit()
+        self.physician.setPlaceholderText("Physician user name (if you are not one)")
+        self.physician_password = _password_field()
+        who.addWidget(self.physician)
+        who.addWidget(self.physician_password)
+        self.body.addLayout(who)
         self.body.addStretch(1)
 
     def refresh(self) -> None:
@@ -1054,7 +1161,7 @@ class LimitsPanel(Panel):
                 w.deleteLater()
         self.rows = {}
         self.reason.clear()
-        for i, lim in enumerate(self.model.chair.profile.limits):
+        for i, lim in enumerate(self.model.profile.limits):
             self.grid.addWidget(QLabel(f"{lim.priority.marker} {lim.label}"), i, 0)
             spins: list[QDoubleSpinBox | None] = []
             for col, value in ((1, lim.low), (2, lim.high)):
@@ -1073,15 +1180,24 @@ class LimitsPanel(Panel):
             self.grid.addWidget(src, i, 3)
             self.rows[lim.id] = (spins[0], spins[1])
 
-    def save(self) -> None:
+    def save(self) -> Pending[Any]:
         changed = []
-        for lim in self.model.chair.profile.limits:
+        for lim in self.model.profile.limits:
             low_s, high_s = self.rows.get(lim.id, (None, None))
             low = low_s.value() if low_s is not None else None
             high = high_s.value() if high_s is not None else None
             if (low, high) != (lim.low, lim.high):
                 changed.append((lim.id, low, high))
         if not changed:
-            raise ActionRefused(["No limit was changed"])
-        for lid, low, high in changed:
-            self.model.override_threshold(lid, low, high, self.reason.text())
+            raise Refused(["No limit was changed"])
+        user, password = self.physician.text(), self.physician_password.text()
+        self.physician_password.clear()
+        pendings = [
+            (
+                lambda lid=lid, low=low, high=high: self.model.change_limit(
+                    lid, low, high, self.reason.text(), username=user, password=password
+                )
+            )
+            for lid, low, high in changed
+        ]
+        return chain(pendings[0](), *pendings[1:])

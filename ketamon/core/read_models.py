@@ -1,0 +1,209 @@
+"""Read models over a session's record, shared by the chair screen, review and exports.
+
+``record_lines`` is the session record as people read it: every entry in time order, in words,
+with its author; a correction shows old → new with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ketamon.domain.record import EntryKind, SessionEntry
+from ketamon.domain.side_effects import SIDE_EFFECTS_BY_KEY
+
+PARAM_LABELS = {
+    "nibp_sys": "BP sys",
+    "nibp_dia": "BP dia",
+    "nibp_mean": "BP mean",
+    "hr": "HR",
+    "spo2": "SpO₂",
+    "rr": "RR",
+}
+KIND_LABELS = {
+    EntryKind.STARTED: "Session started",
+    EntryKind.SCREENING: "Pre-dose screening",
+    EntryKind.DECISION: "Prescriber decision",
+    EntryKind.BP_OVERRIDE: "Dosing without pre-dose BP",
+    EntryKind.DEVICE: "Esketamine device",
+    EntryKind.INFUSION_STARTED: "Infusion started",
+    EntryKind.INFUSION_STOPPED: "Infusion stopped",
+    EntryKind.OTHER_DOSE: "Treatment given",
+    EntryKind.MOAAS: "MOAA/S",
+    EntryKind.RASS: "RASS",
+    EntryKind.CADSS: "CADSS",
+    EntryKind.SIDE_EFFECT: "Side effect",
+    EntryKind.NOTE: "Note",
+    EntryKind.VITALS: "Vitals by hand",
+    EntryKind.SYMPTOM_CHECK: "Symptom check",
+    EntryKind.BP40_REASON: "40-min BP not taken",
+    EntryKind.CORRECTION: "Correction",
+    EntryKind.ALARM: "Flag",
+    EntryKind.LINK: "Monitor",
+    EntryKind.LIMIT_CHANGED: "Limit changed",
+    EntryKind.DISCHARGED: "Discharged",
+    EntryKind.CANCELLED: "Cancelled (entered in error)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLine:
+    entry_id: int
+    at: datetime
+    kind: EntryKind
+    author: str
+    text: str
+    authorised_by: str = ""
+
+    @property
+    def label(self) -> str:
+        return KIND_LABELS[self.kind]
+
+
+def _yn(v: Any) -> str:
+    return "—" if v is None else ("yes" if v else "no")
+
+
+def _bp(v: Any) -> str:
+    return "not taken" if not v else f"{float(v[0]):g}/{float(v[1]):g}"
+
+
+def _values(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{PARAM_LABELS.get(k, k)} {float(v):g}" for k, v in values.items())
+
+
+def _side_effect(d: Mapping[str, Any]) -> str:
+    se = SIDE_EFFECTS_BY_KEY.get(str(d.get("item")))
+    text = f"{se.label if se else d.get('item')}: {d.get('severity')}"
+    if d.get("serious") is not None:
+        text += f", serious adverse event: {_yn(d.get('serious'))}"
+    if d.get("text"):
+        text += f" — {d['text']}"
+    return text
+
+
+def _change(kind: EntryKind, field: str, v: Any) -> str:
+    if v is None:
+        return "—"
+    if field == "bp":
+        return _bp(v)
+    if field == "values" and isinstance(v, Mapping):
+        return _values(v)
+    if field == "items" and isinstance(v, Mapping):
+        return f"total {sum(int(x) for x in v.values())}"
+    if isinstance(v, bool):
+        return _yn(v)
+    return str(v)
+
+
+def describe(e: SessionEntry, kinds: Mapping[int, EntryKind] | None = None) -> str:
+    """One entry in words (``kinds``: the kind of every earlier entry, for corrections)."""
+    d = e.data
+    k = e.kind
+    if k is EntryKind.STARTED:
+        p, plan = d["patient"], d["plan"]
+        what = str(plan["treatment"]).replace("_", " ")
+        if plan.get("dose_mg"):
+            what += f" {float(plan['dose_mg']):g} mg"
+        if plan.get("iv_mg_per_kg"):
+            what += (
+                f" {float(plan['iv_mg_per_kg']):g} mg/kg over {float(plan['iv_minutes']):g} min"
+            )
+        return f"{p['first_name']} {p['last_name']} ({p['mrn']}) at {d['chair']}: {what}"
+    if k is EntryKind.SCREENING:
+        meds = [
+            m
+            for m in ("benzodiazepine", "hypnotic", "opioid", "psychostimulant", "maoi")
+            if d.get(m)
+        ]
+        text = (
+            f"BP {_bp(d.get('bp'))} ({d.get('bp_source')}), HR "
+            f"{'not taken' if d.get('hr') is None else format(float(d['hr']), 'g')}; "
+            f"fasting {_yn(d.get('fasting'))}, escort {_yn(d.get('escort'))}, "
+            f"REMS enrolled {_yn(d.get('rems_enrolled'))}; concomitant: "
+            f"{', '.join(meds) if meds else 'none'}"
+        )
+        if d.get("above_advisory"):
+            text += "; above the pre-dose advisory"
+        return text
+    if k is EntryKind.DECISION:
+        return f"{d['decision']}" + (f" — {d['note']}" if d.get("note") else "")
+    if k in (EntryKind.BP_OVERRIDE, EntryKind.BP40_REASON, EntryKind.CANCELLED):
+        return str(d.get("reason", ""))
+    if k is EntryKind.DEVICE:
+        return f"device {d['number']}, {float(d['mg']):g} mg, lot {d['lot']}"
+    if k is EntryKind.INFUSION_STARTED:
+        return (
+            f"{float(d['planned_mg']):g} mg planned ({float(d['mg_per_kg']):g} mg/kg × "
+            f"{float(d['weight_kg']):g} kg) at {float(d['rate_mg_per_min']):g} mg/min"
+        )
+    if k is EntryKind.INFUSION_STOPPED:
+        text = f"{float(d['given_mg']):g} mg given over {float(d['minutes']):g} min"
+        return text + (f" — {d['reason']}" if d.get("reason") else "")
+    if k is EntryKind.OTHER_DOSE:
+        return str(d.get("description", ""))
+    if k in (EntryKind.MOAAS, EntryKind.RASS):
+        return str(d["score"])
+    if k is EntryKind.CADSS:
+        items = d["items"]
+        return f"total {sum(int(v) for v in items.values())} ({len(items)} items)"
+    if k is EntryKind.SIDE_EFFECT:
+        return _side_effect(d)
+    if k is EntryKind.NOTE:
+        return str(d.get("text", ""))
+    if k is EntryKind.VITALS:
+        return _values(d["values"])
+    if k is EntryKind.SYMPTOM_CHECK:
+        yes = d.get("yes") or []
+        return ("yes: " + ", ".join(yes) + " — prescriber notified") if yes else "no symptoms"
+    if k is EntryKind.CORRECTION:
+        target = int(d["target"])
+        tk = EntryKind(d["target_kind"])
+        head = f"of {KIND_LABELS[tk]} #{target}: "
+        if d.get("in_error"):
+            return head + f"entered in error — {d.get('reason', '')}"
+        parts = [
+            f"{f} {_change(tk, f, d.get('old', {}).get(f))} → {_change(tk, f, v)}"
+            for f, v in d.get("changes", {}).items()
+        ]
+        return head + "; ".join(parts) + f" — reason: {d.get('reason', '')}"
+    if k is EntryKind.ALARM:
+        return f"{d.get('action')}: {d.get('message') or d.get('key')}"
+    if k is EntryKind.LINK:
+        return f"{d.get('state')}" + (f" ({d['reason']})" if d.get("reason") else "")
+    if k is EntryKind.LIMIT_CHANGED:
+        bounds = "/".join("–" if v is None else f"{float(v):g}" for v in (d["low"], d["high"]))
+        return f"{d['limit_id']} → {bounds} for this session — {d.get('reason', '')}"
+    if k is EntryKind.DISCHARGED:
+        text = f"after {d['total_min']} min; ready to leave at {d['ready_to_leave_min']} min"
+        if d.get("unmet"):
+            text += "; accepted unmet: " + "; ".join(d["unmet"])
+            text += f" — {d.get('override_reason', '')}"
+        return text
+    return ""
+
+
+def record_lines(entries: Iterable[SessionEntry], *, alarms: bool = True) -> list[RecordLine]:
+    """The record in time order (entries with equal times keep the order they were made)."""
+    out: list[RecordLine] = []
+    kinds: dict[int, EntryKind] = {}
+    for e in entries:
+        kinds[e.id] = e.kind
+        if not alarms and e.kind in (EntryKind.ALARM, EntryKind.LINK):
+            continue
+        out.append(RecordLine(e.id, e.at, e.kind, e.author, describe(e, kinds), e.authorised_by))
+    return sorted(out, key=lambda line: (line.at, line.entry_id))
+
+
+def correctable(entries: Sequence[SessionEntry]) -> list[SessionEntry]:
+    """Entries a user can correct (or mark entered in error) now: not already in error."""
+    from ketamon.domain.record import CORRECTABLE
+
+    gone = {
+        int(e.data["target"])
+        for e in entries
+        if e.kind is EntryKind.CORRECTION and e.data.get("in_error")
+    }
+    return [e for e in entries if e.kind in CORRECTABLE and e.id not in gone]
