@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from devices.scenarios import SCENARIOS
+from ketamon.presenters.views import SCENARIO_NAMES
 from ketamon.domain.discharge import CHECKLIST_LABELS
 from ketamon.domain.record import EntryKind, PatientInfo, Plan
 from ketamon.domain.scales import CADSS_ITEMS, MOAAS_LEVELS, MOAAS_SOURCE, cadss_item_label
@@ -231,7 +231,7 @@ class StartSessionPanel(Panel):
             "serial port, e.g. /dev/ttyUSB0 (HL7: HOST:PORT, or listen:0.0.0.0:6661)"
         )
         self.scenario = QComboBox()
-        self.scenario.addItems(list(SCENARIOS))
+        self.scenario.addItems(list(SCENARIO_NAMES))
         self.connect_button = QPushButton("Connect")
         self.connect_button.setStyleSheet(BIG)
         self.connect_button.clicked.connect(self._on_connect_clicked)

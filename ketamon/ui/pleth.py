@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QWidget
 
-from ketamon.acquisition.buffers import WaveBuffer
+from ketamon.presenters.views import WaveBuffer
 from ketamon.ui import theme
 
 REDRAW_HZ = 20
