@@ -15,9 +15,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QWidget
 
-from ketamon.presenters.views import Series, TrendBuffers
 from ketamon.domain.session_clock import MIN_OBSERVATION_MIN, SessionClock
 from ketamon.domain.thresholds import Priority, ThresholdProfile
+from ketamon.presenters.views import Series, TrendBuffers
 from ketamon.ui import theme
 
 REDRAW_HZ = 10

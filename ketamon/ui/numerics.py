@@ -9,9 +9,9 @@ from datetime import datetime
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from ketamon.presenters.views import Reading
 from ketamon.domain.technical import max_ages, stale_parameters
 from ketamon.domain.thresholds import Priority
+from ketamon.presenters.views import Reading
 from ketamon.ui import theme
 
 TILES = (

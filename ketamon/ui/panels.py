@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ketamon.presenters.views import SCENARIO_NAMES
 from ketamon.domain.discharge import CHECKLIST_LABELS
 from ketamon.domain.record import EntryKind, PatientInfo, Plan
 from ketamon.domain.scales import CADSS_ITEMS, MOAAS_LEVELS, MOAAS_SOURCE, cadss_item_label
@@ -42,6 +41,7 @@ from ketamon.domain.session_rules import PrescriberDecision, Treatment
 from ketamon.domain.side_effects import BP_SYMPTOMS, SIDE_EFFECTS, Severity
 from ketamon.presenters.chair import ChairPresenter, Refused, SideEffectInput
 from ketamon.presenters.runner import Pending, chain
+from ketamon.presenters.views import SCENARIO_NAMES
 
 BIG = "min-height: 44px; font-size: 13pt;"
 
