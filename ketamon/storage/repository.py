@@ -30,7 +30,7 @@ from ketamon.domain.roles import Actor
 from ketamon.domain.roles import Role as ActorRole
 from ketamon.domain.thresholds import ThresholdProfile
 from ketamon.storage import records
-from ketamon.storage.audit import append_entry, reason, set_user
+from ketamon.storage.audit import USER_KEY, append_entry, reason, set_user
 from ketamon.storage.models import (
     AlarmRecord,
     AuditAction,
@@ -583,7 +583,7 @@ class SqlSessionRepository:
         stored = json.loads(text)
         if not isinstance(stored, dict):
             raise RecordError("an entry's data is a JSON object")
-        before = s.info.get("user_id")
+        before = s.info.get(USER_KEY)
         set_user(s, who.id)
         try:
             ctx = _Ctx(s, ts, draft.kind, draft.at, stored, who, draft.authorised_by)
