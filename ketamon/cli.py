@@ -305,26 +305,32 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from devices.clock import SystemClock
     from devices.readings import Reading
     from devices.supervisor import StatusEvent
     from devices.transports import TcpListenTransport
     from ketamon.acquisition.pipeline import ChairPipeline, MonitorSpec
     from ketamon.config import database_url, load_config, parse_chair
+    from ketamon.core import commands as c
+    from ketamon.core.alarms import EngineAlarms
+    from ketamon.core.ports import AuthFailed
+    from ketamon.core.session import ChairCore
     from ketamon.domain.alarms import AlarmEvent
-    from ketamon.services import (
-        build_monitor,
-        find_open_session,
-        get_or_create_patient,
-        load_profile,
-        open_database,
-        record_alarm,
-        record_link_event,
-        resume_session,
-        start_session,
-        system_user_id,
-    )
+    from ketamon.domain.record import PatientInfo, Plan
+    from ketamon.domain.roles import Actor
+    from ketamon.domain.session_rules import Treatment
+    from ketamon.services import build_monitor, load_profile, open_database, resume_session
+    from ketamon.storage.repository import SqlSessionRepository
+    from ketamon.storage.users import system_user_id
     from ketamon.storage.writer import CommitInfo, DatabaseWriter
+
+    class _NobodySignsIn:
+        """A headless recorder has no one to sign in: nothing it does needs a signature."""
+
+        def verify(self, username: str, password: str) -> Actor:
+            raise AuthFailed("nobody can sign in to a headless recording")
 
     if (args.tcp or args.listen) and args.protocol != "hl7":
         raise CommandError("--tcp and --listen are only for --protocol hl7")
@@ -365,11 +371,11 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     engine = open_database(url)
     lock = threading.Lock()
 
-    def commit_log(c: CommitInfo) -> None:
+    def commit_log(info: CommitInfo) -> None:
         with lock:
             err.write(
-                f"record: committed {c.rows} readings (total {c.total}, "
-                f"last at {c.last_host_time.isoformat()})\n"
+                f"record: committed {info.rows} readings (total {info.total}, "
+                f"last at {info.last_host_time.isoformat()})\n"
             )
             err.flush()
 
@@ -379,25 +385,59 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         user_id=system_user_id(engine),
         on_commit=commit_log if args.commit_log else None,
     ).start()
+    # One thread records the session's entries (flags, link events) in order, so the monitor's
+    # thread never waits on the database for them.
+    commands = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-commands")
     try:
-
-        def open_or_resume(s: Any) -> tuple[int, bool]:
-            existing = find_open_session(s, chair)
-            if existing is not None:
-                resume_session(s, existing.id, why="ketamon record restarted")
-                return existing.id, True
-            patient = get_or_create_patient(s, "UNIDENTIFIED", "Unidentified", "Patient")
-            ts = start_session(
-                s, chair=chair, patient=patient, device=args.protocol, started=clock.now()
+        repo = SqlSessionRepository(engine, writer, profile=profile, profile_origin="record")
+        system = repo.system_actor()
+        proto = monitor.protocol
+        pipeline = ChairPipeline(
+            chair,
+            MonitorSpec(make=lambda: (transport, proto), description=transport.description),
+            profile,
+            clock=clock,
+        )
+        core = ChairCore(
+            chair,
+            repo,
+            _NobodySignsIn(),
+            profile,
+            clock.now,
+            alarms=EngineAlarms(pipeline.alarms, clock.now, pipeline.alarm_lock),
+        )
+        mine = [o for o in repo.open_sessions() if o.chair == chair]
+        resumed = bool(mine)
+        if resumed:
+            core.resume(mine[-1].session_id)
+            writer.call(
+                lambda s: resume_session(s, mine[-1].session_id, why="ketamon record restarted")
             )
-            return ts.id, False
-
-        session_id, resumed = writer.call(open_or_resume)
+        else:
+            core.execute(
+                c.StartSession(
+                    PatientInfo(None, "UNIDENTIFIED", "Unidentified", "Patient"),
+                    Plan(Treatment.OTHER),
+                    device=args.protocol,
+                ),
+                system,
+            )
+        assert core.state is not None
+        session_id = core.state.session_id
         err.write(
             f"record: {'resuming' if resumed else 'started'} session {session_id} for {chair} "
             f"on {transport.description}\n"
         )
         err.flush()
+
+        def record(cmd: c.Command) -> None:
+            def run() -> None:
+                try:
+                    core.execute(cmd, system)
+                except Exception:  # held by nobody: say so, the recording goes on
+                    log.exception("record: could not record %s", type(cmd).__name__)
+
+            commands.submit(run)
 
         def on_readings(readings: Sequence[Reading]) -> None:
             writer.submit_readings(session_id, readings)
@@ -413,34 +453,12 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             with lock:
                 err.write(f"record: {e.state.value}: {e.reason}\n")
                 err.flush()
-            writer.submit(
-                lambda s: record_link_event(s, session_id, e.state.value, e.reason, e.time)
-            )
+            record(c.RecordLink(e.state.value, e.reason))
 
         def on_alarm(e: AlarmEvent) -> None:  # raised, escalated, cleared: as the app stores
-            writer.submit(
-                lambda s: record_alarm(
-                    s,
-                    session_id,
-                    key=e.key,
-                    action=e.action.value,
-                    priority=e.priority.label,
-                    message=e.message,
-                    when=e.time,
-                    technical=e.technical,
-                )
-            )
+            record(c.RecordAlarmEvents([e]))
 
-        proto = monitor.protocol
-        pipeline = ChairPipeline(
-            chair,
-            MonitorSpec(make=lambda: (transport, proto), description=transport.description),
-            profile,
-            clock=clock,
-            on_readings=on_readings,
-            on_alarm=on_alarm,
-            on_link=on_link,
-        )
+        pipeline.on_readings, pipeline.on_link, pipeline.on_alarm = on_readings, on_link, on_alarm
         _stop_on_signals(pipeline.stop)
         done = threading.Event()
         ticker = threading.Thread(
@@ -455,19 +473,14 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             if isinstance(transport, TcpListenTransport):
                 transport.shutdown()
 
-        def close_session(s: Any) -> None:
-            from ketamon.storage.models import TreatmentSession
-
-            ts = s.get(TreatmentSession, session_id)
-            if ts is not None and ts.ended_at is None:
-                ts.ended_at = clock.now()
-
-        writer.call(close_session)
+        commands.shutdown(wait=True)  # every flag and link event recorded, in order
+        core.execute(c.EndMonitoring("recording stopped"), system)
         err.write(
             f"record: {proto.stats.frames_ok} good frames, {proto.stats.frames_bad} bad frames, "
             f"{writer.stats.readings_committed} readings committed\n"
         )
     finally:
+        commands.shutdown(wait=True)
         writer.stop()
         if raw is not None:
             raw.close()

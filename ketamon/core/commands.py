@@ -177,6 +177,13 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True)
+class EndMonitoring:
+    """A headless recording stopped: monitoring ended without a discharge."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordAlarmEvents:
     """Events the alarm engine raised on its own (readings, technical conditions)."""
 
@@ -213,6 +220,7 @@ Command = (
     | ChangeLimit
     | Discharge
     | Cancel
+    | EndMonitoring
     | RecordAlarmEvents
     | RecordLink
 )

@@ -45,6 +45,7 @@ KIND_LABELS = {
     EntryKind.LIMIT_CHANGED: "Limit changed",
     EntryKind.DISCHARGED: "Discharged",
     EntryKind.CANCELLED: "Cancelled (entered in error)",
+    EntryKind.ENDED: "Monitoring ended",
 }
 
 
@@ -130,7 +131,7 @@ def describe(e: SessionEntry, kinds: Mapping[int, EntryKind] | None = None) -> s
         return text
     if k is EntryKind.DECISION:
         return f"{d['decision']}" + (f" — {d['note']}" if d.get("note") else "")
-    if k in (EntryKind.BP_OVERRIDE, EntryKind.BP40_REASON, EntryKind.CANCELLED):
+    if k in (EntryKind.BP_OVERRIDE, EntryKind.BP40_REASON, EntryKind.CANCELLED, EntryKind.ENDED):
         return str(d.get("reason", ""))
     if k is EntryKind.DEVICE:
         return f"device {d['number']}, {float(d['mg']):g} mg, lot {d['lot']}"

@@ -169,6 +169,9 @@ class ChairCore:
         self._state: SessionState | None = None
         self._entries: tuple[SessionEntry, ...] = ()
         self._system: Actor | None = None
+        #: a write failed in a way that may still have committed (a time-out): the next
+        #: command first re-reads the record, so the state never drifts from it
+        self._stale: int | None = None
 
     # ---- reading the state (any thread: the state is immutable) --------------------------
     @property
@@ -227,6 +230,8 @@ class ChairCore:
             raise Refused([why])
 
     def _execute(self, cmd: c.Command, actor: Actor, latest: Latest) -> Outcome:
+        if self._stale is not None:
+            self._resync(self._stale)
         now = self.clock()
         state = self.state
         action = _action(cmd, state)
@@ -238,6 +243,13 @@ class ChairCore:
             raise Refused(["No session is running at this chair"])
         handler = _HANDLERS[type(cmd)]
         return handler(self, state, cmd, actor, now, latest, action)
+
+    def _resync(self, session_id: int) -> None:
+        entries = tuple(self.repo.load(session_id))
+        state = fold(entries)
+        if state is not None:
+            self._state, self._entries = state, entries
+        self._stale = None
 
     # ---- helpers -----------------------------------------------------------------------------
     def _role(self, actor: Actor, action: Action) -> None:
@@ -278,7 +290,11 @@ class ChairCore:
         events: Sequence[AlarmEvent] = (),
         **extra: Any,
     ) -> Outcome:
-        entries = self.repo.append(state.session_id, drafts, actor) if drafts else []
+        try:
+            entries = self.repo.append(state.session_id, drafts, actor) if drafts else []
+        except Exception:
+            self._stale = state.session_id
+            raise
         for e in entries:
             state = apply(state, e)
         self._state = state
@@ -311,14 +327,15 @@ class ChairCore:
 
     # ---- start -----------------------------------------------------------------------------
     def _start(self, cmd: c.StartSession, actor: Actor, now: datetime) -> Outcome:
-        self._role(actor, Action.START)
+        headless = actor.role is Role.SYSTEM
+        self._role(actor, Action.RECORDING if headless else Action.START)
         if self.state is not None:
             raise Refused(
                 [f"A session is already running at this chair ({self.state.patient.label})"]
             )
         p, plan = cmd.patient, cmd.plan
         reasons = []
-        if not cmd.confirmed:
+        if not cmd.confirmed and not headless:
             reasons.append("Confirm that this is the patient in the chair")
         if not p.mrn.strip() or not p.last_name.strip():
             reasons.append("The patient needs an MRN and a last name")
@@ -432,6 +449,7 @@ _ACTIONS: dict[type, Action] = {
     c.Discharge: Action.DISCHARGE,
     c.RecordAlarmEvents: Action.ALARM_EVENT,
     c.RecordLink: Action.LINK_EVENT,
+    c.EndMonitoring: Action.RECORDING,
 }
 
 
@@ -629,10 +647,7 @@ def _device(
     }
     out = core._record(state, [EntryDraft(EntryKind.DEVICE, now, data)], actor)
     if state.first_dose is None:
-        events = core._configure(out.state)
-        if events:
-            out = core._record(out.state, core._alarm_drafts(events), actor, events)
-            out = replace(out, entries=out.entries)
+        out = _after_configure(core, out, actor)
     return out
 
 
@@ -661,10 +676,7 @@ def _start_infusion(
         **_first_dose_data(state, latest),
     }
     out = core._record(state, [EntryDraft(EntryKind.INFUSION_STARTED, now, data)], actor)
-    events = core._configure(out.state)
-    if events:
-        out = core._record(out.state, core._alarm_drafts(events), actor, events)
-    return out
+    return _after_configure(core, out, actor)
 
 
 def _stop_infusion(
@@ -692,10 +704,7 @@ def _stop_infusion(
         )
     data = {"given_mg": given, "minutes": round(minutes, 1), "reason": _clean(cmd.reason)}
     out = core._record(state, [EntryDraft(EntryKind.INFUSION_STOPPED, now, data)], actor)
-    events = core._configure(out.state)
-    if events:
-        out = core._record(out.state, core._alarm_drafts(events), actor, events)
-    return out
+    return _after_configure(core, out, actor)
 
 
 def _other_dose(
@@ -715,10 +724,7 @@ def _other_dose(
         raise Refused(["Describe the treatment given (drug, route, dose)"])
     data = {"description": _clean(cmd.description), **_first_dose_data(state, latest)}
     out = core._record(state, [EntryDraft(EntryKind.OTHER_DOSE, now, data)], actor)
-    events = core._configure(out.state)
-    if events:
-        out = core._record(out.state, core._alarm_drafts(events), actor, events)
-    return out
+    return _after_configure(core, out, actor)
 
 
 def _sedation_events(core: ChairCore, state: SessionState) -> list[AlarmEvent]:
@@ -785,6 +791,15 @@ def _observation(
         if events:
             out = _merge(out, core._record(out.state, core._alarm_drafts(events), actor, events))
     return out
+
+
+def _after_configure(core: ChairCore, out: Outcome, actor: Actor) -> Outcome:
+    """Bring the live engine in line with the new state (dose time, baseline, infusion,
+    limits) and record the events that causes."""
+    events = core._configure(out.state)
+    if not events:
+        return out
+    return _merge(out, core._record(out.state, core._alarm_drafts(events), actor, events))
 
 
 def _merge(first: Outcome, second: Outcome) -> Outcome:
@@ -1152,10 +1167,7 @@ def _limit(
         "reason": _clean(cmd.reason),
     }
     out = core._record(state, [EntryDraft(EntryKind.LIMIT_CHANGED, now, data, who)], actor)
-    events = core._configure(out.state)
-    if events:
-        out = _merge(out, core._record(out.state, core._alarm_drafts(events), actor, events))
-    return out
+    return _after_configure(core, out, actor)
 
 
 def discharge_unmet(
@@ -1253,6 +1265,24 @@ def _cancel(
     return core._record(state, drafts, actor, events)
 
 
+def _end_monitoring(
+    core: ChairCore,
+    state: SessionState,
+    cmd: c.EndMonitoring,
+    actor: Actor,
+    now: datetime,
+    latest: Latest,
+    action: Action,
+) -> Outcome:
+    core._role(actor, action)
+    events = core.alarms.clear_all()
+    drafts = [
+        *core._alarm_drafts(events),
+        EntryDraft(EntryKind.ENDED, now, {"reason": _clean(cmd.reason) or "monitoring ended"}),
+    ]
+    return core._record(state, drafts, actor, events)
+
+
 def _alarm_events(
     core: ChairCore,
     state: SessionState,
@@ -1303,6 +1333,7 @@ _HANDLERS: dict[type, Callable[..., Outcome]] = {
     c.ChangeLimit: _limit,
     c.Discharge: _discharge,
     c.Cancel: _cancel,
+    c.EndMonitoring: _end_monitoring,
     c.RecordAlarmEvents: _alarm_events,
     c.RecordLink: _link,
 }

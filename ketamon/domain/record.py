@@ -48,6 +48,7 @@ class EntryKind(enum.StrEnum):
     LIMIT_CHANGED = "limit_changed"
     DISCHARGED = "discharged"
     CANCELLED = "cancelled"
+    ENDED = "ended"  # monitoring ended without a discharge (a headless recording stopped)
 
 
 #: kinds a nurse can correct (with a reason), and the fields of each that may change
@@ -306,13 +307,14 @@ class SessionState:
     link_state: str = ""
     discharge: DischargeState | None = None
     cancelled: Cancellation | None = None
+    closed: Cancellation | None = None
     entry_count: int = 0
     last_entry_id: int = 0
 
     # ---- derived, cheap ----------------------------------------------------------------------
     @property
     def ended(self) -> bool:
-        return self.discharge is not None or self.cancelled is not None
+        return self.discharge is not None or self.cancelled is not None or self.closed is not None
 
     @property
     def ended_at(self) -> datetime | None:
@@ -320,6 +322,8 @@ class SessionState:
             return self.discharge.at
         if self.cancelled is not None:
             return self.cancelled.at
+        if self.closed is not None:
+            return self.closed.at
         return None
 
     @property
@@ -742,4 +746,7 @@ def _apply(state: SessionState, e: SessionEntry) -> SessionState:
     if k is EntryKind.CANCELLED:
         canc = Cancellation(e.at, e.authorised_by or e.author, str(d.get("reason", "")))
         return replace(state, cancelled=canc, alarms={}, symptom_check_pending=False)
+    if k is EntryKind.ENDED:
+        end = Cancellation(e.at, e.author, str(d.get("reason", "")))
+        return replace(state, closed=end, alarms={}, symptom_check_pending=False)
     raise RecordError(f"entry {e.id}: unknown kind {k!r}")

@@ -44,6 +44,7 @@ class Action(enum.StrEnum):
     CANCEL_AFTER_DOSE = "cancel_after_dose"
     ALARM_EVENT = "alarm_event"  # the alarm engine's own events
     LINK_EVENT = "link_event"
+    RECORDING = "recording"  # a headless recorder opens and closes its own session
 
 
 _CLINICAL = frozenset(
@@ -78,7 +79,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.PHYSICIAN: _CLINICAL | _PHYSICIAN_ONLY,
     Role.ADMIN: frozenset({Action.CLINIC_LIMITS, Action.SITE_SETTINGS}),
     Role.AUDITOR: frozenset(),
-    Role.SYSTEM: frozenset({Action.ALARM_EVENT, Action.LINK_EVENT}),
+    Role.SYSTEM: frozenset({Action.ALARM_EVENT, Action.LINK_EVENT, Action.RECORDING}),
 }
 
 _WHO = {

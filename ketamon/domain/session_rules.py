@@ -1,4 +1,5 @@
-"""Dosing gates, dosing arithmetic, phases and discharge rules (clinical ref §1, §8 items 1–12).
+"""Dosing gates, dosing arithmetic and phases (clinical ref §1, §8 items 1–9); the discharge
+criteria are in :mod:`ketamon.domain.discharge`.
 
 Every gate returns the list of reasons it blocks, worded for the nurse; an empty list means go.
 """
@@ -135,54 +136,3 @@ def phase(
     if clock.minutes(now) >= MIN_OBSERVATION_MIN:
         return Phase.READY_FOR_DISCHARGE
     return Phase.OBSERVATION
-
-
-class ChecklistItem(enum.StrEnum):
-    BP_BASELINE = "bp_baseline"
-    MOAAS_5 = "moaas_5"
-    DISSOCIATION_RESOLVED = "dissociation_resolved"
-    SPO2_RR_OK = "spo2_rr_ok"
-    STEADY_GAIT = "steady_gait"
-    ESCORT_PRESENT = "escort_present"
-
-
-CHECKLIST_LABELS: dict[ChecklistItem, str] = {
-    ChecklistItem.BP_BASELINE: "BP back to baseline, or accepted by the physician",
-    ChecklistItem.MOAAS_5: "MOAA/S 5 (alert)",
-    ChecklistItem.DISSOCIATION_RESOLVED: "Dissociation resolved",
-    ChecklistItem.SPO2_RR_OK: "SpO₂ and RR within limits",
-    ChecklistItem.STEADY_GAIT: "Steady gait",
-    ChecklistItem.ESCORT_PRESENT: "Escort present",
-}
-
-
-def discharge_blockers(
-    clock: SessionClock,
-    now: datetime,
-    checklist: dict[ChecklistItem, bool],
-    *,
-    early_override_reason: str | None = None,
-    ready_to_leave_min: float | None = None,
-) -> list[str]:
-    reasons: list[str] = []
-    if clock.first_dose is None:
-        return ["No dose has been logged"]
-    elapsed = clock.minutes(now)
-    if elapsed < MIN_OBSERVATION_MIN and not (early_override_reason or "").strip():
-        reasons.append(
-            f"Only {elapsed:.0f} of {MIN_OBSERVATION_MIN:.0f} min observed: discharge needs a "
-            "physician override with a reason"
-        )
-    for item, label in CHECKLIST_LABELS.items():
-        if not checklist.get(item, False):
-            reasons.append(f"Checklist: {label}")
-    if ready_to_leave_min is None:
-        reasons.append("Answer: when would the patient have been ready to leave? (minutes)")
-    elif not 0 <= ready_to_leave_min <= 24 * 60:
-        reasons.append("'Ready to leave' must be between 0 and 1440 minutes")
-    return reasons
-
-
-def total_duration_min(first_dose: datetime, end: datetime) -> int:
-    """Total minutes from the first device / infusion start to the end of monitoring."""
-    return int((end - first_dose).total_seconds() // 60)

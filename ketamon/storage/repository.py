@@ -61,7 +61,7 @@ TIMEOUT_S = 10.0
 ENTITY = "session_entry"
 REMS_CONFIRMED = "confirmed at the pre-dose screening"
 DOSE_GIVEN = "dose actually given (rate × time)"
-ENDED = (EntryKind.DISCHARGED.value, EntryKind.CANCELLED.value)
+ENDED = (EntryKind.DISCHARGED.value, EntryKind.CANCELLED.value, EntryKind.ENDED.value)
 
 #: screening answers → treatment_session columns
 SCREENING_COLUMNS = {
@@ -381,6 +381,12 @@ def _cancelled(c: _Ctx) -> int:
     return note
 
 
+def _monitoring_ended(c: _Ctx) -> int:
+    note = c.note(f"Monitoring ended: {c.data.get('reason', '')}".strip())
+    records.end_session(c.s, c.sid, c.at, phase=SessionPhase.ABANDONED)
+    return note
+
+
 def _started_again(c: _Ctx) -> None:
     raise RecordError(f"session {c.sid} has already started")
 
@@ -535,6 +541,7 @@ PROJECTIONS: dict[EntryKind, Callable[[_Ctx], int | None]] = {
     EntryKind.LIMIT_CHANGED: _limit_changed,
     EntryKind.DISCHARGED: _discharged,
     EntryKind.CANCELLED: _cancelled,
+    EntryKind.ENDED: _monitoring_ended,
 }
 
 
