@@ -42,7 +42,7 @@ COMMANDS: st.SearchStrategy[Any] = st.one_of(
         c.StartSession,
         st.sampled_from([ALEX, SAM]),
         st.sampled_from([ESK, IV]),
-        confirmed=st.booleans(),
+        confirmed=st.sampled_from([True, True, False]),
     ),
     st.builds(
         c.RecordScreening,
@@ -146,6 +146,17 @@ def machine(make_repo: Callable[[], SessionRepository]) -> type[RuleBasedStateMa
         def readings(self, minutes: float, values: dict[str, int]) -> None:
             self.clock.advance(minutes=minutes)
             self.chair.readings(**{k: float(v) for k, v in values.items()})
+
+        @precondition(lambda self: self.chair.core.state is None)
+        @rule(
+            patient=st.sampled_from([ALEX, SAM]),
+            plan=st.sampled_from([ESK, IV]),
+            actor=st.sampled_from([NURSE, PHYSICIAN]),
+        )
+        def start(self, patient: Any, plan: Any, actor: Any) -> None:
+            out = self.chair.do(c.StartSession(patient, plan, confirmed=True), actor)
+            self.sessions.add(out.state.session_id)
+            event("path StartSession")
 
         def _try(self, cmd: Any, actor: Any = NURSE) -> None:
             try:
