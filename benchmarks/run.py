@@ -1,6 +1,6 @@
 """ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
 
-Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart.
+Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart, restore.
 """
 
 from __future__ import annotations
@@ -214,12 +214,28 @@ def bench_chart() -> None:
         )
 
 
+def bench_restore() -> None:
+    """A restart mid-session: resume until the state is folded and 2 h of history drawn."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, str(HERE / "_restore_probe.py"), "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith("restore")]
+    print("\n".join(lines) if lines else f"restore: failed ({out.stderr[-500:]})", flush=True)
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "startup": bench_startup,
     "decode": bench_decode,
     "ingest": bench_ingest,
     "station": bench_station,
     "chart": bench_chart,
+    "restore": bench_restore,
 }
 
 

@@ -21,13 +21,13 @@ from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
 from ketamon.config import ChairConfig, Config
 from ketamon.core.ports import AuthFailed
 from ketamon.core.session import CoreSettings
-from ketamon.domain.record import PatientInfo
+from ketamon.domain.record import PatientInfo, SessionState
 from ketamon.domain.roles import Actor, Role
 from ketamon.domain.site import SiteProfile
 from ketamon.domain.thresholds import ThresholdProfile
 from ketamon.paths import AppPaths
 from ketamon.presenters.chair import ChairPresenter
-from ketamon.presenters.runner import CommandRunner
+from ketamon.presenters.runner import CommandRunner, Pending
 from ketamon.services import build_monitor, open_database
 from ketamon.site_settings import load_site_profile
 from ketamon.storage import records
@@ -211,9 +211,11 @@ class Station:
             if o.chair in names
         ]
 
-    def resume(self, session_ids: Sequence[int]) -> None:
+    def resume(self, session_ids: Sequence[int]) -> list[Pending[SessionState]]:
+        """Carry on with open sessions at their chairs; each resolves once its chair shows it."""
         assert self.repository is not None and self.writer is not None
         wanted = set(session_ids)
+        out: list[Pending[SessionState]] = []
         for o in self.repository.open_sessions():
             if o.session_id not in wanted:
                 continue
@@ -224,8 +226,9 @@ class Station:
                         records.resume_session(s, sid)
 
                     self.writer.call(resume)
-                    m.resume(o.session_id)
+                    out.append(m.resume(o.session_id))
                     break
+        return out
 
     def start(self) -> None:
         for c in self.chairs:
