@@ -1,6 +1,7 @@
 """ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
 
-Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart, restore.
+Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart,
+restore.
 """
 
 from __future__ import annotations
