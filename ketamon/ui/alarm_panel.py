@@ -69,6 +69,7 @@ class AlarmRow(QLabel):
 
 class AlarmPanel(QWidget):
     sig_acknowledge_requested = Signal()
+    sig_reset_requested = Signal()
 
     def __init__(
         self,
@@ -113,7 +114,12 @@ class AlarmPanel(QWidget):
         )
         self.pause_button.setCheckable(True)
         self.pause_button.clicked.connect(self._on_pause_clicked)
-        for b in (self.ack_button, self.pause_button):
+        self.reset_button = QPushButton("↺ ALARM RESET")
+        self.reset_button.setToolTip(
+            "End the flags whose condition has gone (latched flags); flags still present stay"
+        )
+        self.reset_button.clicked.connect(self.sig_reset_requested)
+        for b in (self.ack_button, self.pause_button, self.reset_button):
             b.setMinimumHeight(44)
             buttons.addWidget(b)
         lay.addLayout(buttons)

@@ -990,10 +990,38 @@ class SymptomPanel(Panel):
                 grid.addWidget(b, i, 1 + j)
             self.answers[key] = g
         self.body.addLayout(grid)
+        esc = QGroupBox("Escalation handled: a physician documents it and resets the flag")
+        el = QFormLayout(esc)
+        self.documentation = QLineEdit()
+        self.documentation.setPlaceholderText("What was done (e.g. prescriber assessed, treated)")
+        self.physician = QLineEdit()
+        self.physician.setPlaceholderText("Physician user name (if you are not one)")
+        self.physician_password = _password_field()
+        self.reset_button = QPushButton("Reset the hypertensive-emergency flag")
+        self.reset_button.setStyleSheet(BIG)
+        self.reset_button.clicked.connect(self._on_reset_clicked)
+        el.addRow("Documentation", self.documentation)
+        el.addRow("Physician", self.physician)
+        el.addRow("Password", self.physician_password)
+        el.addRow("", self.reset_button)
+        self.escalation_box = esc
+        self.body.addWidget(esc)
         self.body.addStretch(1)
+
+    def _on_reset_clicked(self) -> None:
+        password = self.physician_password.text()
+        self.physician_password.clear()
+        pending = self.model.reset_emergency(
+            self.documentation.text(), username=self.physician.text(), password=password
+        )
+        self.saving = pending
+        pending.on_done(self._on_saved)
 
     def refresh(self) -> None:
         super().refresh()
+        s = self.model.state
+        self.escalation_box.setVisible(s is not None and "hypertensive_emergency" in s.alarms)
+        self.documentation.clear()
         for g in self.answers.values():
             g.setExclusive(False)
             for b in g.buttons():
@@ -1061,6 +1089,20 @@ class DischargePanel(Panel):
         sl.addRow("Discharging clinician", self.signer)
         sl.addRow("Password", self.password)
         self.body.addWidget(sign)
+        cancel = QGroupBox("Session started in error: cancel it (it stays in the record)")
+        cl = QFormLayout(cancel)
+        self.cancel_reason = QLineEdit()
+        self.cancel_reason.setPlaceholderText("Reason (e.g. wrong patient picked)")
+        self.cancel_user = QLineEdit()
+        self.cancel_user.setPlaceholderText("Physician user name (needed once a dose is logged)")
+        self.cancel_password = _password_field()
+        self.cancel_session_button = QPushButton("Cancel session: entered in error")
+        self.cancel_session_button.clicked.connect(self._on_cancel_session_clicked)
+        cl.addRow("Reason", self.cancel_reason)
+        cl.addRow("Physician", self.cancel_user)
+        cl.addRow("Password", self.cancel_password)
+        cl.addRow("", self.cancel_session_button)
+        self.body.addWidget(cancel)
         self.body.addStretch(1)
         for c in self.checks.values():
             c.toggled.connect(self.tick)
@@ -1116,6 +1158,15 @@ class DischargePanel(Panel):
             physician=self.override_user.text(),
             physician_password=doc_password,
         )
+
+    def _on_cancel_session_clicked(self) -> None:
+        password = self.cancel_password.text()
+        self.cancel_password.clear()
+        pending = self.model.cancel(
+            self.cancel_reason.text(), username=self.cancel_user.text(), password=password
+        )
+        self.saving = pending
+        pending.on_done(self._on_saved)
 
     def saved(self, p: Pending[Any]) -> None:
         s = self.model.last_state
