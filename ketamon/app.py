@@ -180,6 +180,8 @@ class Station:
             chair.name, self.monitor_spec(chair), self.profile, clock=self.clock
         )
         acq.alarms.latch_high = self.site.latch_high
+        acq.pipeline.link_low_after_s = self.site.link_lost_low_s
+        acq.pipeline.link_medium_after_s = self.site.link_lost_medium_s
         model = ChairPresenter(
             acq,
             self.repository,
@@ -275,12 +277,14 @@ def make_station(
     *,
     demo: bool,
     clock: Clock | None = None,
+    site: SiteProfile | None = None,
 ) -> Station:
     station = Station(
         database_url=database_url,
         profile=profile,
         clock=clock or SystemClock(),
         backup_dir=paths.backups_dir,
+        site=site or load_site_profile(config.site_file or None),
     )
     station.open()
     if demo:
@@ -298,12 +302,13 @@ def run_gui(
     *,
     demo: bool,
     clock: Clock | None = None,
+    site: SiteProfile | None = None,
 ) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("ketamon")
     app.setStyleSheet(theme.stylesheet())
-    station = make_station(paths, config, profile, database_url, demo=demo, clock=clock)
+    station = make_station(paths, config, profile, database_url, demo=demo, clock=clock, site=site)
     if station.user is None:
         dialog: LoginDialog[Actor] = LoginDialog(
             station.sign_in,

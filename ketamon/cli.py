@@ -219,6 +219,7 @@ def _paths(args: argparse.Namespace, *, demo: bool = False) -> Any:
 def cmd_gui(args: argparse.Namespace, *, demo: bool) -> int:
     from ketamon.config import Config, database_url, load_config
     from ketamon.services import load_profile
+    from ketamon.site_settings import load_site_profile
 
     paths = _paths(args, demo=demo)
     config = Config() if demo else load_config(paths.config_file)
@@ -228,6 +229,7 @@ def cmd_gui(args: argparse.Namespace, *, demo: bool) -> int:
         else database_url(getattr(args, "db", None), config, paths.sqlite_url())
     )
     profile = load_profile(config)
+    site = load_site_profile(config.site_file or None)
     clock = None
     if demo and args.speed != 1.0:
         from devices.clock import ScaledClock
@@ -239,7 +241,7 @@ def cmd_gui(args: argparse.Namespace, *, demo: bool) -> int:
         _set_aside_incompatible_demo_database(paths)
     from ketamon.app import run_gui
 
-    return run_gui(paths, config, profile, url, demo=demo, clock=clock)
+    return run_gui(paths, config, profile, url, demo=demo, clock=clock, site=site)
 
 
 def _set_aside_incompatible_demo_database(paths: Any) -> None:
@@ -322,6 +324,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ketamon.domain.roles import Actor
     from ketamon.domain.session_rules import Treatment
     from ketamon.services import build_monitor, load_profile, open_database, resume_session
+    from ketamon.site_settings import load_site_profile
     from ketamon.storage.repository import SqlSessionRepository
     from ketamon.storage.users import system_user_id
     from ketamon.storage.writer import CommitInfo, DatabaseWriter
@@ -339,6 +342,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     paths = _paths(args)
     config = load_config(paths.config_file)
     profile = load_profile(config)  # the app's threshold profile: the same flags as at the chair
+    site = load_site_profile(config.site_file or None)
     url = database_url(args.db, config, paths.sqlite_url())
     raw: IO[bytes] | None = None
     if args.raw:
@@ -397,7 +401,10 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             MonitorSpec(make=lambda: (transport, proto), description=transport.description),
             profile,
             clock=clock,
+            link_low_after_s=site.link_lost_low_s,
+            link_medium_after_s=site.link_lost_medium_s,
         )
+        pipeline.alarms.latch_high = site.latch_high
         core = ChairCore(
             chair,
             repo,
@@ -718,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from devices.scenarios import UnknownScenarioError
     from devices.transports import TransportError
     from ketamon.config import ConfigError
+    from ketamon.domain.site import SiteProfileError
     from ketamon.domain.thresholds import ThresholdError
     from ketamon.storage.database import DatabaseConfigError, DatabaseVersionError
     from ketamon.storage.records import RecordError
@@ -727,6 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         CommandError,
         ConfigError,
         ThresholdError,
+        SiteProfileError,
         DatabaseConfigError,
         DatabaseVersionError,
         UserError,

@@ -34,6 +34,7 @@ class ChairConfig:
 class Config:
     database_url: str = ""
     thresholds_file: str = ""
+    site_file: str = ""
     chairs: tuple[ChairConfig, ...] = field(default=())
 
 
@@ -150,10 +151,16 @@ def parse_config(text: str, origin: str) -> Config:
     version = data.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise ConfigError(f"{origin}: schema_version {version!r} is not supported (expected 1)")
-    unknown = set(data) - {"schema_version", "database_url", "thresholds_file", "chair"}
+    unknown = set(data) - {
+        "schema_version",
+        "database_url",
+        "thresholds_file",
+        "site_file",
+        "chair",
+    }
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("database_url", "thresholds_file"):
+    for key in ("database_url", "thresholds_file", "site_file"):
         if not isinstance(data.get(key, ""), str):
             raise ConfigError(f"{origin}: {key!r} must be a string")
     chairs_raw = data.get("chair", [])
@@ -166,6 +173,7 @@ def parse_config(text: str, origin: str) -> Config:
     return Config(
         database_url=data.get("database_url", ""),
         thresholds_file=data.get("thresholds_file", ""),
+        site_file=data.get("site_file", ""),
         chairs=chairs,
     )
 

@@ -47,7 +47,9 @@ DEFAULT_SOURCES: dict[str, str] = {
     "min_observation_min": "Spravato PI Boxed Warning; FDA REMS (at least 2 hours)",
     "latch_high": "IEC 60601-1-8 latching convention; clinical ref §8 requirement 18",
     "audio_pause_min": "Clinical ref §8 requirement 17 (AUDIO PAUSED default 2 min, 1–5 min)",
-    "link_lost_low_s": "Clinical ref §8 requirement 22 (technical alarm within 10 s)",
+    "link_lost_low_s": (
+        "Clinical ref §8 requirement 22 (technical alarm within 10 s: 9 s plus the 1-s check)"
+    ),
     "link_lost_medium_s": "Clinical ref §8 requirement 22 (loss > 30 s is medium priority)",
     "nibp_overdue_grace_min": "Clinical ref §8 requirement 22 (expected interval + 2 min)",
 }
@@ -72,7 +74,7 @@ class SiteProfile:
     latch_high: bool = True
     audio_pause_min: float = 2.0
     # technical alarms
-    link_lost_low_s: float = 10.0
+    link_lost_low_s: float = 9.0
     link_lost_medium_s: float = 30.0
     nibp_overdue_grace_min: float = 2.0
     #: setting name → where its value comes from

@@ -30,7 +30,7 @@ def test_default_site_profile_is_the_built_in_behaviour_with_a_source_for_every_
     assert p.predischarge_scale_due_min == 105
     assert p.audio_pause_s == 120 and p.latch_high is True
     assert p.min_observation_min == 120
-    assert (p.link_lost_low_s, p.link_lost_medium_s, p.nibp_overdue_grace_min) == (10, 30, 2)
+    assert (p.link_lost_low_s, p.link_lost_medium_s, p.nibp_overdue_grace_min) == (9, 30, 2)
     settings = [
         f.name for f in dataclasses.fields(SiteProfile) if f.name not in ("name", "sources")
     ]
@@ -106,12 +106,12 @@ def test_latching_flows_from_the_site_profile() -> None:
             "observation.min_observation_min must be within 120–480 min, got 60",
         ),
         (
-            lambda t: t.replace("link_lost_low_s = 10", "link_lost_low_s = 0"),
+            lambda t: t.replace("link_lost_low_s = 9", "link_lost_low_s = 0"),
             "technical.link_lost_low_s must be above 0 and at most 10 s, got 0",
         ),
         (
             lambda t: t.replace("link_lost_medium_s = 30", "link_lost_medium_s = 8"),
-            "technical.link_lost_medium_s must be above link_lost_low_s (10 s), got 8",
+            "technical.link_lost_medium_s must be above link_lost_low_s (9 s), got 8",
         ),
         (
             lambda t: t.replace("vitals_grace_min = 5", "vitals_grace_min = 20"),
