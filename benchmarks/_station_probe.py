@@ -27,8 +27,8 @@ def main(seconds: float) -> None:
     from devices.scenarios import get_scenario
     from ketamon.app import build_window, make_station
     from ketamon.config import ChairConfig, Config
+    from ketamon.domain.record import PatientInfo, Plan
     from ketamon.domain.session_rules import Treatment
-    from ketamon.model.types import PatientDetails, SessionPlan
     from ketamon.paths import resolve_paths
     from ketamon.services import load_profile
 
@@ -50,8 +50,17 @@ def main(seconds: float) -> None:
     window = build_window(station, "bench")
     station.start()
     window.show()
-    for i, m in enumerate(station.models):
-        m.start_session(PatientDetails(f"B-{i}", "Bench", f"P{i}"), SessionPlan(Treatment.OTHER))
+    # Sessions start on the command thread; wait for each (it stores the chair's readings).
+    started = [
+        m.start_session(
+            PatientInfo(None, f"B-{i}", "Bench", f"P{i}"), Plan(Treatment.OTHER), confirmed=True
+        )
+        for i, m in enumerate(station.models)
+    ]
+    for p in started:
+        p.wait(30.0)
+        if not p.ok:
+            raise SystemExit(f"station16: a session did not start: {p.reasons}")
 
     lags: list[float] = []
     last = [time.perf_counter()]
@@ -102,7 +111,7 @@ def main(seconds: float) -> None:
             pty = server._pty
             if pty is not None:
                 pty.write(line(98))
-            model16.chair.acknowledge_all()
+            model16.acknowledge()  # ACKNOWLEDGED for all of the chair's flags, recorded
 
     inj = QTimer()
     inj.timeout.connect(inject)
