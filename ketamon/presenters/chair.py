@@ -561,6 +561,13 @@ class ChairPresenter(QObject):
         self._announce(out.alarm_events)
         self._after(out.state)
 
+    def _on_recorded(self, p: Pending[Outcome]) -> None:
+        """A flag or link event the monitor's side raised was recorded (already announced)."""
+        if p.error is not None:
+            self.sig_error.emit(p.reasons[0] if p.reasons else str(p.error))
+        if p.result is not None:
+            self._after(p.result.state)
+
     def _after(self, state: SessionState) -> None:
         """Bring the live side in line with the recorded state."""
         current = self.core.state
@@ -606,7 +613,8 @@ class ChairPresenter(QObject):
         def run() -> Outcome:
             return core.execute(c.RecordAlarmEvents([event]), system())
 
-        self._runner.submit(run, "record flag").on_done(self._on_command_done)
+        # announced above already: the result only brings the state up to date
+        self._runner.submit(run, "record flag").on_done(self._on_recorded)
 
     @Slot(object)
     def _on_acquisition_link_changed(self, event: StatusEvent) -> None:
@@ -619,4 +627,4 @@ class ChairPresenter(QObject):
         def run() -> Outcome:
             return core.execute(cmd, core.system())
 
-        self._runner.submit(run, "record link").on_done(self._on_command_done)
+        self._runner.submit(run, "record link").on_done(self._on_recorded)

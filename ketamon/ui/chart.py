@@ -23,6 +23,10 @@ from ketamon.ui import theme
 REDRAW_HZ = 10
 
 
+#: what an emptied series draws (setData with an empty array clears a curve)
+_EMPTY = np.empty(0)
+
+
 @dataclass(frozen=True)
 class Lane:
     key: str
@@ -217,9 +221,12 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._drawn_version, self._drawn_zero = version, zero
         for key in ("hr", "spo2", "rr"):
             s = self.buffers.series(key)
-            if s is not None:
-                self.curves[key].setData(self._minutes(s.t, zero), s.v)
-                self._set_flags(key, s, zero)
+            if s is None:  # nothing (any more): a new session must not show the last one's
+                self.curves[key].setData(_EMPTY, _EMPTY)
+                self._set_flag_points(key, _EMPTY, _EMPTY, _EMPTY, zero)
+                continue
+            self.curves[key].setData(self._minutes(s.t, zero), s.v)
+            self._set_flags(key, s, zero)
         self._draw_bp(zero)
         self.redraws += 1
 
@@ -240,12 +247,12 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         sys_s, dia_s, mean_s = (
             self.buffers.series(p) for p in ("nibp_sys", "nibp_dia", "nibp_mean")
         )
-        if sys_s is not None:
-            self.curves["nibp_sys"].setData(self._minutes(sys_s.t, zero), sys_s.v)
-        if dia_s is not None:
-            self.curves["nibp_dia"].setData(self._minutes(dia_s.t, zero), dia_s.v)
-        if mean_s is not None:
-            self.curves["nibp_mean"].setData(self._minutes(mean_s.t, zero), mean_s.v)
+        for key, series in (("nibp_sys", sys_s), ("nibp_dia", dia_s), ("nibp_mean", mean_s)):
+            if series is None:
+                self.curves[key].setData(_EMPTY, _EMPTY)
+            else:
+                self.curves[key].setData(self._minutes(series.t, zero), series.v)
+        self.curves["nibp_bar"].setData(_EMPTY, _EMPTY)
         if sys_s is not None and dia_s is not None and len(sys_s.t) and len(dia_s.t):
             # Pair each systolic with the diastolic of the same cuff cycle (same time ±5 s).
             j = np.searchsorted(dia_s.t, sys_s.t)
@@ -274,6 +281,8 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 np.concatenate(flagged_p),
                 zero,
             )
+        else:
+            self._set_flag_points("bp", _EMPTY, _EMPTY, _EMPTY, zero)
 
     def _set_flags(self, key: str, s: Series, zero: float) -> None:
         m = s.flagged > 0

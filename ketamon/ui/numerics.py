@@ -105,9 +105,13 @@ class NumericsPanel(QWidget):
             self.tiles["nibp"].show_value(
                 text, sub, theme.priority_from_int(prio), stale="nibp_sys" in stale
             )
+        else:  # no reading (yet, or any more: a new patient)
+            self.tiles["nibp"].show_value("--", "mmHg", None)
         for key, unit in (("hr", "/min"), ("spo2", "%"), ("rr", "/min")):
             item = latest.get(key)
-            if item is not None:
+            if item is None:
+                self.tiles[key].show_value("--", unit, None)
+            else:
                 r, prio = item
                 old = key in stale
                 self.tiles[key].show_value(

@@ -538,13 +538,6 @@ def test_two_patients_in_a_row_at_the_same_chair(rig: Rig, qtbot) -> None:  # ty
     assert (SHOTS / "two_sessions_second.png").stat().st_size > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after buffers.clear() for a new patient, TrendChartWidget.redraw/_draw_bp skip "
-    "a parameter whose series is None (keeping the previous patient's curve and flag marks), "
-    "and NumericsPanel.update_values leaves a tile whose parameter is missing from latest() "
-    "showing the previous patient's value",
-)
 def test_the_next_patients_chart_and_numerics_show_nothing_of_the_previous_one(  # type: ignore[no-untyped-def]
     rig: Rig, qtbot
 ) -> None:

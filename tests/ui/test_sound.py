@@ -109,13 +109,6 @@ def test_chair_audio_pause_ends_on_a_new_high_priority_flag(rig: Rig) -> None:
     assert sounder.played[n:] == [Priority.HIGH]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a flag raised by the monitor is announced twice: once when it arrives "
-    "(ChairPresenter._on_acquisition_alarm_changed) and again when its recording returns "
-    "(ChairPresenter._on_command_done announces Outcome.alarm_events, which for "
-    "RecordAlarmEvents are the same events)",
-)
 def test_a_monitor_flag_is_sounded_once(rig: Rig) -> None:
     view = rig.view(1)
     model = view.model
