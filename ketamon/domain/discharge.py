@@ -24,6 +24,7 @@ class Criterion:
     MIN_OBSERVATION = "min_observation"
     MOAAS = "moaas"
     HIGH_FLAG = "high_flag"
+    SYMPTOMS = "symptoms"
     SPO2 = "spo2"
     RR = "rr"
     BP = "bp"
@@ -96,6 +97,14 @@ def unmet_criteria(
         out.append(Unmet(Criterion.MOAAS, f"Latest MOAA/S is {moaas}, not 5 (alert)"))
     elif moaas is None and rass != 0:
         out.append(Unmet(Criterion.MOAAS, f"Latest RASS is {rass}, not 0 (alert and calm)"))
+    if state.symptom_check_pending:
+        out.append(
+            Unmet(
+                Criterion.SYMPTOMS,
+                "Ask the symptom questions after the high BP first",
+                overridable=False,
+            )
+        )
     high = [a for a in state.alarms.values() if a.priority == "high"]
     for a in high:
         out.append(Unmet(Criterion.HIGH_FLAG, f"High-priority flag active: {a.message}"))

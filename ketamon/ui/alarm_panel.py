@@ -119,8 +119,11 @@ class AlarmPanel(QWidget):
             "End the flags whose condition has gone (latched flags); flags still present stay"
         )
         self.reset_button.clicked.connect(self.sig_reset_requested)
+        # one row, compact: the IEC 60601-1-8 names must be readable whole at 1366×768
+        buttons.setSpacing(4)
         for b in (self.ack_button, self.pause_button, self.reset_button):
             b.setMinimumHeight(44)
+            b.setStyleSheet("font-size: 9pt; padding: 2px 4px")
             buttons.addWidget(b)
         lay.addLayout(buttons)
         self.rows: list[AlarmRow] = []
