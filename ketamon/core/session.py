@@ -1202,17 +1202,14 @@ def _discharge(
     if state.first_dose is None:
         raise Refused(["No dose has been logged: cancel the session instead"])
     unmet = discharge_unmet(core, state, now, latest, cmd.checklist, cmd.ready_to_leave_min)
-    hard = [u.text for u in unmet if not u.overridable]
-    if hard:
-        raise Refused(hard)
-    who: Actor | None = None
     soft = [u for u in unmet if u.overridable]
+    accept = "Discharging with an unmet criterion needs a physician's sign-in and a reason"
+    if any(not u.overridable for u in unmet):  # every unmet criterion is listed, at once
+        raise Refused([u.text for u in unmet] + ([accept] if soft else []))
+    who: Actor | None = None
     if soft:
         if not cmd.override_reason.strip():
-            raise Refused(
-                [u.text for u in soft]
-                + ["Discharging with these unmet needs a physician's sign-in and a reason"]
-            )
+            raise Refused([u.text for u in soft] + [accept])
         who = core._physician(actor, cmd.authoriser, Action.DISCHARGE_OVERRIDE, "This discharge")
     try:
         core.auth.verify(actor.username, cmd.password)

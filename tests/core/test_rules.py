@@ -118,7 +118,9 @@ def test_discharge_lists_every_unmet_criterion_and_needs_a_physician() -> None:
     assert "MOAA/S is 1" in text
     assert "High-priority flag" in text
     assert "discharge limit" in text
+    assert "symptom questions" in text  # the high BP asked them: they come first
     assert "physician" in text
+    chair.do(c.RecordSymptomCheck(NO_SYMPTOMS))
     # a nurse's reason alone is not enough
     with pytest.raises(Refused, match="physician"):
         chair.do(discharge(chair, override_reason="family insists"))

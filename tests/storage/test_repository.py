@@ -340,17 +340,41 @@ def iv_record(twin: Twin, p: People) -> int:
     return sid
 
 
+def recording_record(twin: Twin, p: People) -> int:
+    """A headless recording: opened and closed by the system account, no patient identified."""
+    sid = twin.create(
+        started(
+            {
+                "mrn": "UNIDENTIFIED",
+                "first_name": "Unidentified",
+                "last_name": "Patient",
+                "sex": None,
+                "date_of_birth": None,
+                "rems_enrolled": None,
+                "weight_kg": None,
+            },
+            {"treatment": "other", "dose_mg": None},
+            at(300),
+        )
+    )
+    twin.add(
+        sid, EntryDraft(EntryKind.ENDED, at(330), {"reason": "recording stopped"}), actor=p.system
+    )
+    return sid
+
+
 def test_every_kind_reads_back_exactly_as_appended(
     repo: SqlSessionRepository, engine: Engine, people: People
 ) -> None:
     twin = Twin(repo, people.nurse)
     esk = esketamine_record(twin, people)
     iv = iv_record(twin, people)
+    rec = recording_record(twin, people)
     assert {e.kind for e in twin.sql} == set(EntryKind) == set(PROJECTIONS)
     # what append returned is what the in-memory repository makes of the same drafts
     assert [comparable(e) for e in twin.sql] == [comparable(e) for e in twin.memory]
     # and what load gives back, in id order
-    loaded = repo.load(esk) + repo.load(iv)
+    loaded = repo.load(esk) + repo.load(iv) + repo.load(rec)
     assert loaded == twin.sql
     assert [e.id for e in loaded] == sorted(e.id for e in loaded)
     for e in loaded:
@@ -364,6 +388,8 @@ def test_every_kind_reads_back_exactly_as_appended(
     iv_state = fold(repo.load(iv))
     assert iv_state is not None and iv_state.cancelled is not None
     assert iv_state.infusion is not None and iv_state.infusion.given_mg == 20.0
+    rec_state = fold(repo.load(rec))
+    assert rec_state is not None and rec_state.closed is not None and rec_state.ended
     assert repo.load(999_999) == []
 
 
