@@ -121,7 +121,7 @@ def main(seconds: float) -> None:
     model16.sig_alarm_raised.connect(on_raised)
     inj = QTimer()
     inj.timeout.connect(inject)
-    inj.start(150)
+    inj.start(int(os.environ.get("KETAMON_BENCH_INJECT_MS", "150")))
 
     cpu0 = time.process_time()
     wall0 = time.perf_counter()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -100,8 +100,7 @@ class ChairViewWidget(QWidget):
         self.stack = QStackedWidget()
         self.chart = TrendChartWidget(model.buffers, model.profile, model.session_clock, model.now)
         self.stack.addWidget(self.chart)
-        self.panels: dict[str, Panel] = {}
-        self._build_panels()
+        self.panels: dict[str, Panel] = _LazyPanels(self)
         body.addWidget(self.stack, 4)
         side_widget = QWidget()
         side_widget.setFixedWidth(360)
@@ -156,28 +155,18 @@ class ChairViewWidget(QWidget):
         self._refresh_actions()
 
     def _build_panels(self) -> None:
-        """Panels for the session now at the chair: a new session gets new, empty forms."""
+        """Forget the panels of the last session: a new session gets new, empty forms, each
+        built when it is first opened (building all of them at once stalls the screen)."""
         for p in self.panels.values():
             self.stack.removeWidget(p)
             p.deleteLater()
-        m = self.model
-        self.panels = {
-            "start": StartSessionPanel(m),
-            "screening": ScreeningPanel(m),
-            "dose": DosePanel(m),
-            "moaas": MoaasPanel(m),
-            "cadss": CadssPanel(m),
-            "side_effects": SideEffectsPanel(m),
-            "note": NotePanel(m),
-            "entries": EntriesPanel(m),
-            "vitals": VitalsPanel(m),
-            "symptoms": SymptomPanel(m),
-            "limits": LimitsPanel(m),
-            "discharge": DischargePanel(m),
-        }
-        for p in self.panels.values():
-            self.stack.addWidget(p)
-            p.sig_done.connect(self.show_chart)
+        self.panels = _LazyPanels(self)
+
+    def _make_panel(self, key: str) -> Panel:
+        panel = PANELS[key](self.model)
+        self.stack.addWidget(panel)
+        panel.sig_done.connect(self.show_chart)
+        return panel
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,7 +187,7 @@ class ChairViewWidget(QWidget):
         panel = self.panels[key]
         panel.refresh()
         self.stack.setCurrentWidget(panel)
-        self._on_tick_timeout()  # header, countdowns and Due list as of now
+        self._refresh_view()  # header, countdowns and Due list as of now
 
     def show_chart(self) -> None:
         self.stack.setCurrentWidget(self.chart)
@@ -212,8 +201,18 @@ class ChairViewWidget(QWidget):
         return None
 
     # ---- slots ------------------------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._prompt_keys = []
+        self._refresh_view()  # hidden chairs skip the periodic screen updates: catch up now
+
     def _on_tick_timeout(self) -> None:
-        self.model.tick()
+        self.model.tick()  # the technical checks run for every chair, shown or not
+        if self.isVisible():
+            self._refresh_view()
+
+    def _refresh_view(self) -> None:
+        """Header, numerics, the Due list and the open panel's countdowns, as of now."""
         now: datetime = self.model.now()
         clock = self.model.session_clock()
         self.numerics.update_values(self.model.buffers.latest(), now)
@@ -309,7 +308,7 @@ class ChairViewWidget(QWidget):
             events += [(v.at, "manual") for v in s.vitals if not v.in_error]
         self.chart.set_events(events)
         self._prompt_keys = []
-        self._on_tick_timeout()
+        self._refresh_view()
 
     def _on_model_session_changed(self) -> None:
         # another patient (or none): forms, chart marks and the view start afresh
@@ -344,6 +343,37 @@ class ChairViewWidget(QWidget):
 
     def _on_reset_requested(self) -> None:
         self.model.reset_alarms().on_done(lambda _p: self.alarm_panel.refresh())
+
+
+PANELS: dict[str, Callable[[ChairPresenter], Panel]] = {
+    "start": StartSessionPanel,
+    "screening": ScreeningPanel,
+    "dose": DosePanel,
+    "moaas": MoaasPanel,
+    "cadss": CadssPanel,
+    "side_effects": SideEffectsPanel,
+    "note": NotePanel,
+    "entries": EntriesPanel,
+    "vitals": VitalsPanel,
+    "symptoms": SymptomPanel,
+    "limits": LimitsPanel,
+    "discharge": DischargePanel,
+}
+
+
+class _LazyPanels(dict[str, Panel]):
+    """The chair's panels, each built on first use."""
+
+    def __init__(self, view: ChairViewWidget) -> None:
+        super().__init__()
+        self._view = view
+
+    def __missing__(self, key: str) -> Panel:
+        if key not in PANELS:
+            raise KeyError(key)
+        panel = self._view._make_panel(key)
+        self[key] = panel
+        return panel
 
 
 def _prompt_text(p: Prompt) -> str:

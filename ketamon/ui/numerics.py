@@ -47,13 +47,21 @@ class NumericTile(QFrame):
             lay.addWidget(w)
         self._base_colour = theme.PARAMETER_COLOURS.get(key, "#e0e0e0")
         self.stale = False
+        self._shown: tuple[str, str, Priority | None, bool] | None = None
 
     def show_value(
         self, text: str, subtitle: str, priority: Priority | None, *, stale: bool = False
     ) -> None:
+        shown = (text, subtitle, priority, stale)
+        if shown == self._shown:
+            return  # twice a second for every chair: restyling is costly, do it on a change
+        restyle = self._shown is None or self._shown[2:] != shown[2:]
+        self._shown = shown
         self.stale = stale
         self.value.setText(text)
         self.unit.setText(subtitle)
+        if not restyle:
+            return
         if priority is None:
             self.flag.setText("")
             self.value.setStyleSheet(f"color: {STALE_COLOUR if stale else self._base_colour}")
