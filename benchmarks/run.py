@@ -181,7 +181,7 @@ def bench_station() -> None:
     """16 chairs on one station: CPU share, event-loop lag, pty byte to flag drawn."""
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     out = subprocess.run(
-        [sys.executable, str(HERE / "_station_probe.py"), "80"],
+        [sys.executable, str(HERE / "_station_probe.py"), "100"],
         capture_output=True,
         text=True,
         env=env,

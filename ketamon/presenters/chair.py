@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +53,12 @@ from ketamon.presenters.runner import CommandRunner, Pending
 
 MEDICINES = ("benzodiazepine", "hypnotic", "opioid", "psychostimulant", "maoi")
 __all__ = ["ChairPresenter", "LinkInfo", "Refused", "SideEffectInput"]
+
+
+def _screen_part(s: SessionState) -> SessionState:
+    """The state without what only the flag list shows (compared cheaply: unchanged parts
+    are the same objects)."""
+    return replace(s, alarms={}, entry_count=0, last_entry_id=0, link_state="")
 
 
 def _creds(username: str, password: str) -> c.Credentials | None:
@@ -147,6 +153,7 @@ class ChairPresenter(QObject):
             settings=settings,
         )
         self._session_id: int | None = None  # read by the device thread (an atomic read)
+        self._shown_state: SessionState | None = None
         self._shown_session: int | None = None
         self._pending_symptoms = False
         acquisition.set_sink(self._on_device_readings)
@@ -586,7 +593,12 @@ class ChairPresenter(QObject):
             self.sig_symptom_check_requested.emit()
         self._pending_symptoms = bool(current and current.symptom_check_pending)
         self.sig_alarms_changed.emit()
-        self.sig_changed.emit()
+        # A recorded flag or link event changes nothing else the screen shows: skip the full
+        # refresh for those (a flag storm must not keep the UI thread busy).
+        shown = None if current is None else _screen_part(current)
+        if shown is None or shown != self._shown_state:
+            self._shown_state = shown
+            self.sig_changed.emit()
 
     def _announce(self, events: Sequence[AlarmEvent]) -> None:
         for e in events:

@@ -76,7 +76,9 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.plots: dict[str, pg.PlotItem] = {}
         self._threshold_items: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         self.curves: dict[str, pg.PlotDataItem] = {}
-        self.flag_items: dict[str, pg.ScatterPlotItem] = {}
+        #: one scatter item per lane and priority, each with its one brush: flagged points are
+        #: redrawn 10 times a second, and a brush per point made that the screen's main cost
+        self.flag_items: dict[str, dict[Priority, pg.ScatterPlotItem]] = {}
         self._build()
         self._timer = QTimer(self)
         self._timer.setInterval(int(1000 / REDRAW_HZ))
@@ -110,10 +112,17 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self.plots[lane.key] = plot
             self._add_thresholds(plot, lane)
             self._add_markers(plot)
-            flags = pg.ScatterPlotItem(size=16, symbol="x", pen=None)
-            flags.setZValue(10)
-            plot.addItem(flags)
-            self.flag_items[lane.key] = flags
+            self.flag_items[lane.key] = {}
+            for prio in Priority:
+                flags = pg.ScatterPlotItem(
+                    size=16,
+                    symbol="x",
+                    pen=None,
+                    brush=pg.mkBrush(theme.PRIORITY_COLOURS[prio]),
+                )
+                flags.setZValue(10 + int(prio))
+                plot.addItem(flags)
+                self.flag_items[lane.key][prio] = flags
         bp = self.plots["bp"]
         c = theme.PARAMETER_COLOURS
         # NIBP: systolic ▼ and diastolic ▲ joined per cuff cycle by a vertical bar, mean as a line.
@@ -291,8 +300,10 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     def _set_flag_points(
         self, key: str, t: np.ndarray, v: np.ndarray, prio: np.ndarray, zero: float
     ) -> None:
-        brushes = [pg.mkBrush(theme.PRIORITY_COLOURS[Priority(int(p))]) for p in prio]
-        self.flag_items[key].setData(x=self._minutes(t, zero), y=v, brush=brushes, pen=None)
+        x = self._minutes(t, zero)
+        for p, item in self.flag_items[key].items():
+            m = prio == int(p)
+            item.setData(x=x[m], y=v[m])
 
     def set_events(self, events: list[tuple[datetime, str]]) -> None:
         """Dose and observation markers along the top of the NIBP lane (rebuilt on change)."""
@@ -320,4 +331,4 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self._event_items += [line, text]
 
     def flagged_point_count(self, lane: str) -> int:
-        return len(self.flag_items[lane].data)
+        return sum(len(item.data) for item in self.flag_items[lane].values())
