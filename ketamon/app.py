@@ -19,7 +19,7 @@ from devices.readings import Reading
 from devices.transports import Transport
 from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
 from ketamon.config import ChairConfig, Config
-from ketamon.core.ports import AuthFailed
+from ketamon.core.ports import AuthFailed, OpenSessionRef
 from ketamon.core.session import CoreSettings
 from ketamon.domain.record import PatientInfo, SessionState
 from ketamon.domain.roles import Actor, Role
@@ -94,6 +94,7 @@ class Station:
     repository: SqlSessionRepository | None = None
     runner: CommandRunner | None = None
     user: Actor | None = None
+    _open_refs: list[OpenSessionRef] | None = None
 
     def open(self) -> None:
         engine = open_database(self.database_url, backup_dir=self.backup_dir)
@@ -126,7 +127,7 @@ class Station:
         for p in DEMO_PATIENTS:
 
             def create(s: Session, p: PatientInfo = p) -> None:
-                rems = RemsEnrolment.ENROLLED if p.rems_enrolled else RemsEnrolment.NOT_ENROLLED
+                rems = RemsEnrolment.of(p.rems_enrolled)
                 records.get_or_create_patient(
                     s,
                     p.mrn,
@@ -201,34 +202,37 @@ class Station:
         return model
 
     def open_sessions(self) -> list[tuple[int, str]]:
+        """Sessions left open at this station's chairs (asked once, at start-up)."""
         assert self.repository is not None
         names = {m.name for m in self.models}
+        self._open_refs = self.repository.open_sessions()
         return [
             (
                 o.session_id,
                 f"{o.chair}: {o.patient}, started "
                 f"{o.started.astimezone().strftime('%Y-%m-%d %H:%M')}",
             )
-            for o in self.repository.open_sessions()
+            for o in self._open_refs
             if o.chair in names
         ]
 
     def resume(self, session_ids: Sequence[int]) -> list[Pending[SessionState]]:
         """Carry on with open sessions at their chairs; each resolves once its chair shows it."""
         assert self.repository is not None and self.writer is not None
+        writer = self.writer
         wanted = set(session_ids)
         out: list[Pending[SessionState]] = []
-        for o in self.repository.open_sessions():
+        refs = self._open_refs if self._open_refs is not None else self.repository.open_sessions()
+        for o in refs:
             if o.session_id not in wanted:
                 continue
             for m in self.models:
                 if m.name == o.chair and m.state is None:
 
-                    def resume(s: Session, sid: int = o.session_id) -> None:
-                        records.resume_session(s, sid)
+                    def note(sid: int = o.session_id) -> None:
+                        writer.call(lambda s: records.resume_session(s, sid))
 
-                    self.writer.call(resume)
-                    out.append(m.resume(o.session_id))
+                    out.append(m.resume(o.session_id, first=note))
                     break
         return out
 

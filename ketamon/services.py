@@ -12,12 +12,10 @@ now), user_id=user.id)``; the user is taken from there, stored as the author, an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from devices.clock import Clock
 from devices.protocols import protocol_class
@@ -29,7 +27,6 @@ from ketamon.domain.thresholds import ThresholdError, ThresholdProfile, parse_pr
 from ketamon.resources import read_text
 from ketamon.storage.database import DatabaseVersionError, make_engine
 from ketamon.storage.migrate import UpgradeResult, upgrade_database
-from ketamon.storage.models import AlarmRecord, DeviceLinkEvent
 from ketamon.storage.records import (
     OpenSession,
     RecordError,
@@ -43,8 +40,10 @@ from ketamon.storage.records import (
     get_or_create_patient,
     list_open_sessions,
     profile_in_force,
+    record_alarm,
     record_cadss,
     record_esketamine_device,
+    record_link_event,
     record_manual_vitals,
     record_moaas,
     record_note,
@@ -164,36 +163,3 @@ def open_database(url: str, *, backup_dir: Path | None = None) -> Engine:
         engine.dispose()
         raise
     return engine
-
-
-def record_link_event(
-    s: Session, session_id: int, state: str, reason: str, when: datetime
-) -> None:
-    s.add(DeviceLinkEvent(session_id=session_id, state=state, reason=reason, time=when))
-
-
-def record_alarm(
-    s: Session,
-    session_id: int,
-    *,
-    key: str,
-    action: str,
-    priority: str,
-    message: str,
-    when: datetime,
-    technical: bool = False,
-    user_id: int | None = None,
-) -> None:
-    """An alarm event as it happened; ``user_id`` is who acted (acknowledged it), if anyone."""
-    s.add(
-        AlarmRecord(
-            session_id=session_id,
-            key=key,
-            action=action,
-            priority=priority,
-            message=message,
-            time=when,
-            technical=technical,
-            user_id=user_id,
-        )
-    )

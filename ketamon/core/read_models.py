@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ketamon.domain.record import EntryKind, SessionEntry
+from ketamon.domain.prompts import Prompt, PromptState
+from ketamon.domain.record import EntryKind, SessionEntry, SessionState
+from ketamon.domain.session_clock import SessionClock
+from ketamon.domain.session_rules import phase
 from ketamon.domain.side_effects import SIDE_EFFECTS_BY_KEY
+from ketamon.domain.thresholds import Priority
 
 PARAM_LABELS = {
     "nibp_sys": "BP sys",
@@ -208,3 +212,48 @@ def correctable(entries: Sequence[SessionEntry]) -> list[SessionEntry]:
         if e.kind is EntryKind.CORRECTION and e.data.get("in_error")
     }
     return [e for e in entries if e.kind in CORRECTABLE and e.id not in gone]
+
+
+@dataclass(frozen=True, slots=True)
+class ChairSummary:
+    """One chair at a glance (the overview, and later the clinic's central view)."""
+
+    chair: str
+    patient: str
+    phase: str
+    time: str
+    next: str
+    alarm: str
+    link: str
+    minutes_since_dose: float | None = None
+
+
+def chair_summary(
+    chair: str,
+    state: SessionState | None,
+    last: SessionState | None,
+    now: datetime,
+    next_due: Prompt | None,
+    worst: Priority | None,
+    link: str,
+) -> ChairSummary:
+    alarm = "no active flags" if worst is None else f"{worst.marker} {worst.name} flag"
+    if state is None:
+        ended = "idle"
+        if last is not None and last.discharge is not None:
+            ended = "discharged"
+        elif last is not None and last.ended:
+            ended = "ended"
+        return ChairSummary(chair, "No session", ended, "", "Start a session", alarm, link)
+    clock = SessionClock(state.started, state.first_dose)
+    ph = phase(clock, now, dosing_complete=state.dosing_complete, discharged=state.ended)
+    minutes = None if state.first_dose is None else clock.minutes(now)
+    time = "pre-dose" if minutes is None else f"T+{minutes:.0f} min"
+    if next_due is None:
+        nxt = "nothing due"
+    else:
+        nxt = next_due.label + {
+            PromptState.OVERDUE: " — OVERDUE",
+            PromptState.DUE: " — due now",
+        }.get(next_due.state, "")
+    return ChairSummary(chair, state.patient.label, ph.label, time, nxt, alarm, link, minutes)

@@ -31,6 +31,7 @@ class Phase(enum.StrEnum):
     OBSERVATION = "observation"
     READY_FOR_DISCHARGE = "ready_for_discharge"
     DISCHARGED = "discharged"
+    ABANDONED = "abandoned"  # ended without a discharge: cancelled, or a recording stopped
 
     @property
     def label(self) -> str:

@@ -25,7 +25,13 @@ from ketamon.core import commands as c
 from ketamon.core.alarms import EngineAlarms
 from ketamon.core.commands import SideEffectInput
 from ketamon.core.ports import Authenticator, SessionRepository
-from ketamon.core.read_models import RecordLine, correctable, record_lines
+from ketamon.core.read_models import (
+    ChairSummary,
+    RecordLine,
+    chair_summary,
+    correctable,
+    record_lines,
+)
 from ketamon.core.session import (
     ChairCore,
     CoreSettings,
@@ -462,6 +468,18 @@ class ChairPresenter(QObject):
     def cancel(self, reason: str, *, username: str = "", password: str = "") -> Pending[Outcome]:
         return self.submit(c.Cancel(reason, _creds(username, password)), "cancel")
 
+    def summary(self) -> ChairSummary:
+        """This chair at a glance, for the overview."""
+        return chair_summary(
+            self.name,
+            self.state,
+            self.last_state,
+            self.now(),
+            self.next_due(),
+            self.worst_alarm(),
+            self.link.text,
+        )
+
     def record(self) -> list[RecordLine]:
         """The latest session's record in words, in time order (flags and link events too)."""
         return record_lines(self.core.entries)
@@ -482,11 +500,16 @@ class ChairPresenter(QObject):
             out.append((e.id, text + _now_text(e.kind, current, line.text), e.kind, current))
         return out
 
-    def resume(self, session_id: int) -> Pending[SessionState]:
-        """Carry on with a session left open by a restart (loaded on the command thread)."""
+    def resume(
+        self, session_id: int, *, first: Callable[[], None] | None = None
+    ) -> Pending[SessionState]:
+        """Carry on with a session left open by a restart, loaded on the command thread
+        (``first`` runs there before it: the station notes the resume in the audit trail)."""
         core, load = self.core, self._load_readings
 
         def run() -> tuple[SessionState, list[Reading]]:
+            if first is not None:
+                first()
             state = core.resume(session_id)
             readings = load(session_id) if load is not None else []
             return state, readings

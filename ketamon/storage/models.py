@@ -36,6 +36,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ketamon.domain.session_rules import Phase, PrescriberDecision, Treatment
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -117,20 +119,24 @@ class RemsEnrolment(enum.StrEnum):
     ENROLLED = "enrolled"
     NOT_APPLICABLE = "not_applicable"  # e.g. IV ketamine only, or an inpatient setting
 
+    @classmethod
+    def of(cls, enrolled: bool | None) -> RemsEnrolment:
+        """The stored value for the domain's yes / no / not known."""
+        if enrolled is None:
+            return cls.UNKNOWN
+        return cls.ENROLLED if enrolled else cls.NOT_ENROLLED
 
-class TreatmentType(enum.StrEnum):
-    ESKETAMINE = "esketamine"
-    IV_KETAMINE = "iv_ketamine"
-    OTHER = "other"
+    @property
+    def enrolled(self) -> bool | None:
+        """The domain's yes / no / not known (not applicable counts as not known)."""
+        return {RemsEnrolment.ENROLLED: True, RemsEnrolment.NOT_ENROLLED: False}.get(self)
 
 
-class SessionPhase(enum.StrEnum):
-    PRE_DOSE = "pre_dose"
-    DOSING = "dosing"
-    OBSERVATION = "observation"
-    READY_FOR_DISCHARGE = "ready_for_discharge"
-    DISCHARGED = "discharged"
-    ABANDONED = "abandoned"
+# The treatment, the phase and the prescriber decision are the domain's own enumerations,
+# stored by value: one definition each.
+TreatmentType = Treatment
+SessionPhase = Phase
+__all__ = ["PrescriberDecision", "SessionPhase", "TreatmentType"]  # re-exported for storage
 
 
 class StaffRole(enum.StrEnum):
@@ -138,11 +144,6 @@ class StaffRole(enum.StrEnum):
     PRESCRIBER = "prescriber"  # prescriber on site
     ADMINISTERING = "administering"
     DISCHARGING = "discharging"
-
-
-class PrescriberDecision(enum.StrEnum):
-    PROCEED = "proceed"
-    DELAY = "delay"
 
 
 class DoseKind(enum.StrEnum):

@@ -29,9 +29,11 @@ from ketamon.domain.thresholds import ThresholdProfile
 from ketamon.storage.audit import append_entry, current_user_id, reason
 from ketamon.storage.database import in_session
 from ketamon.storage.models import (
+    AlarmRecord,
     AuditAction,
     AuditEntry,
     Base,
+    DeviceLinkEvent,
     DoseEvent,
     DoseKind,
     Observation,
@@ -814,3 +816,36 @@ def audit_entries(
         return list(s.scalars(q))
 
     return in_session(target, op)
+
+
+def record_link_event(
+    s: Session, session_id: int, state: str, reason: str, when: datetime
+) -> None:
+    s.add(DeviceLinkEvent(session_id=session_id, state=state, reason=reason, time=when))
+
+
+def record_alarm(
+    s: Session,
+    session_id: int,
+    *,
+    key: str,
+    action: str,
+    priority: str,
+    message: str,
+    when: datetime,
+    technical: bool = False,
+    user_id: int | None = None,
+) -> None:
+    """An alarm event as it happened; ``user_id`` is who acted (acknowledged it), if anyone."""
+    s.add(
+        AlarmRecord(
+            session_id=session_id,
+            key=key,
+            action=action,
+            priority=priority,
+            message=message,
+            time=when,
+            technical=technical,
+            user_id=user_id,
+        )
+    )

@@ -84,13 +84,11 @@ REMS_COLUMNS = (
 
 
 def _rems(value: Any) -> RemsEnrolment:
-    if value is None:
-        return RemsEnrolment.UNKNOWN
-    return RemsEnrolment.ENROLLED if value else RemsEnrolment.NOT_ENROLLED
+    return RemsEnrolment.of(None if value is None else bool(value))
 
 
 def _rems_enrolled(value: RemsEnrolment) -> bool | None:
-    return {RemsEnrolment.ENROLLED: True, RemsEnrolment.NOT_ENROLLED: False}.get(value)
+    return value.enrolled
 
 
 def _patient_info(p: Patient) -> PatientInfo:

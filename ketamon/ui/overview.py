@@ -9,57 +9,20 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from ketamon.domain.prompts import PromptState
 from ketamon.presenters.chair import ChairPresenter
 from ketamon.ui import theme
 
 
 def chair_summary(model: ChairPresenter) -> dict[str, str]:
-    """The overview's texts for one chair (also used by tests)."""
-    s = model.state
-    worst = model.worst_alarm()
-    alarm = (
-        "no active flags"
-        if worst is None
-        else (f"{worst.marker} {theme.PRIORITY_TEXT[worst]} flag")
-    )
-    link = model.link.text
-    if s is None:
-        last = model.last_state
-        return {
-            "patient": "No session",
-            "phase": "discharged" if last is not None and last.discharge else "idle",
-            "time": "",
-            "next": "Start a session",
-            "alarm": alarm,
-            "link": link,
-        }
-    ph = model.phase()
-    clock = model.session_clock()
-    now = model.now()
-    t = "pre-dose" if clock.first_dose is None else f"T+{clock.minutes(now):.0f} min"
-    nd = model.next_due()
-    nxt = (
-        "nothing due"
-        if nd is None
-        else (
-            f"{nd.label}"
-            + (
-                " — OVERDUE"
-                if nd.state is PromptState.OVERDUE
-                else " — due now"
-                if nd.state is PromptState.DUE
-                else ""
-            )
-        )
-    )
+    """The overview's texts for one chair (the core's read model; also used by tests)."""
+    x = model.summary()
     return {
-        "patient": s.patient.label,
-        "phase": ph.label if ph else "",
-        "time": t,
-        "next": nxt,
-        "alarm": alarm,
-        "link": link,
+        "patient": x.patient,
+        "phase": x.phase,
+        "time": x.time,
+        "next": x.next,
+        "alarm": x.alarm,
+        "link": x.link,
     }
 
 
