@@ -189,7 +189,10 @@ class Station:
             StationAuth(self),
             self.runner,
             self.current_user,
-            settings=CoreSettings(min_observation_min=self.site.min_observation_min),
+            settings=CoreSettings(
+                min_observation_min=self.site.min_observation_min,
+                site={"name": self.site.name, **self.site.settings()},
+            ),
             prompt_config=self.site.prompt_config(),
             nibp_interval_min=self.site.vitals_interval_min,
             monitor_factory=self.monitor_spec,

@@ -75,6 +75,8 @@ class CoreSettings:
 
     min_observation_min: float = 120.0
     device_interval_min: float = 5.0
+    #: the site profile in force (its name and settings), recorded with every session started
+    site: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +360,7 @@ class ChairCore:
         data = {
             "chair": self.chair,
             "device": cmd.device,
+            "site": dict(self.settings.site) if self.settings.site is not None else None,
             "patient": {
                 "id": p.id,
                 "mrn": p.mrn.strip(),

@@ -93,6 +93,15 @@ class SiteProfile:
     def source(self, setting: str) -> str:
         return self.sources[setting]
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting's value (not the sources), as recorded with each session."""
+        return {
+            f: (list(v) if isinstance(v, tuple) else v)
+            for f in self.__dataclass_fields__
+            if f not in ("name", "sources")
+            for v in [getattr(self, f)]
+        }
+
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(
             bp40_window_min=self.bp40_window_min,

@@ -376,3 +376,17 @@ def test_manual_vitals_are_checked() -> None:
 def test_engine_stays_clean_without_a_session() -> None:
     assert AlarmEngine  # the engine is the real one in these tests
     assert NURSE.role.value == "nurse"
+
+
+def test_the_site_profile_in_force_is_recorded_with_the_session() -> None:
+    from ketamon.core.session import CoreSettings
+    from ketamon.site_settings import load_site_profile
+
+    site = load_site_profile(None)
+    chair = make_chair()
+    chair.core.settings = CoreSettings(site={"name": site.name, **site.settings()})
+    out = chair.do(c.StartSession(ALEX, ESK, confirmed=True))
+    recorded = chair.repo.load(out.state.session_id)[0].data["site"]
+    assert recorded["name"] == site.name
+    assert recorded["min_observation_min"] == 120 and recorded["latch_high"] is True
+    assert recorded["bp40_window_min"] == [35, 45]
