@@ -196,6 +196,40 @@ class RecordLink:
     reason: str
 
 
+# ---- at the review desk (ketamon.core.desk), after the session --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sign:
+    """A physician signs a finished session, typing their password again."""
+
+    meaning_id: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AddAddendum:
+    """A signed addition to a signed session; the physician types their password again."""
+
+    text: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EnterPmfFields:
+    """PMF fields a user enters or confirms (field id -> value), against a form version."""
+
+    values: Mapping[str, object]
+    form_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPmfSubmission:
+    method: str  # portal | fax
+    submitted_at: str  # ISO time as the user gives it
+    reference: str
+
+
 Command = (
     StartSession
     | RecordScreening

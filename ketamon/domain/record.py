@@ -49,6 +49,11 @@ class EntryKind(enum.StrEnum):
     DISCHARGED = "discharged"
     CANCELLED = "cancelled"
     ENDED = "ended"  # monitoring ended without a discharge (a headless recording stopped)
+    # after the session: review, sign-off and the REMS Patient Monitoring Form
+    SIGNED = "signed"  # a physician's signature over everything recorded before it
+    ADDENDUM = "addendum"  # a signed addition to a signed session (the signed part stays)
+    PMF_FIELDS = "pmf_fields"  # PMF fields entered or confirmed by a user
+    PMF_SUBMITTED = "pmf_submitted"  # how and when the form went to the REMS, and its reference
 
 
 #: kinds a nurse can correct (with a reason), and the fields of each that may change
@@ -271,6 +276,41 @@ class Cancellation:
 
 
 @dataclass(frozen=True, slots=True)
+class Signature:
+    """A signature manifestation (21 CFR 11.50): who, as what, when, meaning, what was signed."""
+
+    entry_id: int
+    at: datetime
+    signer_id: int | None
+    name: str
+    credentials: str
+    meaning_id: str
+    meaning: str
+    content_sha256: str
+    covers_entry_id: int  # every entry with a smaller id is what was signed
+
+
+@dataclass(frozen=True, slots=True)
+class Addendum:
+    entry_id: int
+    at: datetime
+    text: str
+    signature: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class PmfSubmission:
+    entry_id: int
+    at: datetime
+    by: str
+    method: str  # portal | fax
+    submitted_at: str  # ISO time the user gives
+    reference: str
+    form_version: str
+    form_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionState:
     session_id: int
     chair: str
@@ -308,6 +348,12 @@ class SessionState:
     discharge: DischargeState | None = None
     cancelled: Cancellation | None = None
     closed: Cancellation | None = None
+    signature: Signature | None = None
+    addenda: tuple[Addendum, ...] = ()
+    #: PMF fields a user entered or confirmed (the rest is filled from the record)
+    pmf_values: Mapping[str, Any] = field(default_factory=dict)
+    pmf_version: str = ""
+    pmf_submissions: tuple[PmfSubmission, ...] = ()
     entry_count: int = 0
     last_entry_id: int = 0
 
@@ -315,6 +361,11 @@ class SessionState:
     @property
     def ended(self) -> bool:
         return self.discharge is not None or self.cancelled is not None or self.closed is not None
+
+    @property
+    def signed(self) -> bool:
+        """Signed by a physician: locked; changes from now on are signed addenda."""
+        return self.signature is not None
 
     @property
     def ended_at(self) -> datetime | None:
@@ -395,6 +446,21 @@ def _bp(v: Any) -> tuple[float, float] | None:
     if v is None:
         return None
     return (float(v[0]), float(v[1]))
+
+
+def _signature(e: SessionEntry) -> Signature:
+    d = e.data
+    return Signature(
+        entry_id=e.id,
+        at=e.at,
+        signer_id=e.author_id,
+        name=str(d.get("name", e.author)),
+        credentials=str(d.get("credentials", "")),
+        meaning_id=str(d.get("meaning_id", "")),
+        meaning=str(d.get("meaning", "")),
+        content_sha256=str(d.get("content_sha256", "")),
+        covers_entry_id=int(d.get("covers_entry_id", e.id)),
+    )
 
 
 def _started(e: SessionEntry) -> SessionState:
@@ -749,4 +815,24 @@ def _apply(state: SessionState, e: SessionEntry) -> SessionState:
     if k is EntryKind.ENDED:
         end = Cancellation(e.at, e.author, str(d.get("reason", "")))
         return replace(state, closed=end, alarms={}, symptom_check_pending=False)
+    if k is EntryKind.SIGNED:
+        return replace(state, signature=_signature(e))
+    if k is EntryKind.ADDENDUM:
+        add = Addendum(e.id, e.at, str(d.get("text", "")), _signature(e))
+        return replace(state, addenda=(*state.addenda, add))
+    if k is EntryKind.PMF_FIELDS:
+        values = {**state.pmf_values, **{str(a): b for a, b in d.get("values", {}).items()}}
+        return replace(state, pmf_values=values, pmf_version=str(d.get("form_version", "")))
+    if k is EntryKind.PMF_SUBMITTED:
+        sub = PmfSubmission(
+            e.id,
+            e.at,
+            e.author,
+            str(d.get("method", "")),
+            str(d.get("submitted_at", "")),
+            str(d.get("reference", "")),
+            str(d.get("form_version", "")),
+            str(d.get("form_sha256", "")),
+        )
+        return replace(state, pmf_submissions=(*state.pmf_submissions, sub))
     raise RecordError(f"entry {e.id}: unknown kind {k!r}")

@@ -45,6 +45,10 @@ class Action(enum.StrEnum):
     ALARM_EVENT = "alarm_event"  # the alarm engine's own events
     LINK_EVENT = "link_event"
     RECORDING = "recording"  # a headless recorder opens and closes its own session
+    REVIEW = "review"  # read a finished session (every role but the system)
+    SIGN = "sign"  # sign a finished session
+    ADDENDUM = "addendum"  # add a signed addendum to a signed session
+    PMF = "pmf"  # enter or confirm PMF fields, record the form's submission
 
 
 _CLINICAL = frozenset(
@@ -61,6 +65,8 @@ _CLINICAL = frozenset(
         Action.ALARM_RESET,
         Action.DISCHARGE,
         Action.CANCEL_BEFORE_DOSE,
+        Action.REVIEW,
+        Action.PMF,
     }
 )
 _PHYSICIAN_ONLY = frozenset(
@@ -71,6 +77,8 @@ _PHYSICIAN_ONLY = frozenset(
         Action.SESSION_LIMITS,
         Action.DISCHARGE_OVERRIDE,
         Action.CANCEL_AFTER_DOSE,
+        Action.SIGN,
+        Action.ADDENDUM,
     }
 )
 
@@ -78,7 +86,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.NURSE: _CLINICAL,
     Role.PHYSICIAN: _CLINICAL | _PHYSICIAN_ONLY,
     Role.ADMIN: frozenset({Action.CLINIC_LIMITS, Action.SITE_SETTINGS}),
-    Role.AUDITOR: frozenset(),
+    Role.AUDITOR: frozenset({Action.REVIEW}),  # reads; changes nothing
     Role.SYSTEM: frozenset({Action.ALARM_EVENT, Action.LINK_EVENT, Action.RECORDING}),
 }
 
@@ -89,6 +97,8 @@ _WHO = {
     Action.SESSION_LIMITS: "a physician",
     Action.DISCHARGE_OVERRIDE: "a physician",
     Action.CANCEL_AFTER_DOSE: "a physician",
+    Action.SIGN: "a physician",
+    Action.ADDENDUM: "a physician",
     Action.CLINIC_LIMITS: "an admin",
     Action.SITE_SETTINGS: "an admin",
 }
@@ -117,7 +127,7 @@ def refusal(role: Role, action: Action) -> str | None:
     if allowed(role, action):
         return None
     if role is Role.AUDITOR:
-        return "Auditors have read-only access"
+        return "Auditors have read-only access"  # (reading is the one thing they may do)
     who = _WHO.get(action, "a nurse or a physician")
     what = action.value.replace("_", " ")
     return f"Only {who} may do this ({what}); you are signed in as {role.value}"
