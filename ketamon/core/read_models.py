@@ -257,3 +257,66 @@ def chair_summary(
             PromptState.DUE: " — due now",
         }.get(next_due.state, "")
     return ChairSummary(chair, state.patient.label, ph.label, time, nxt, alarm, link, minutes)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFigures:
+    """A finished session in figures, for the physician's review."""
+
+    peak_bp: tuple[float, float] | None  # the cuff reading with the highest systolic after dosing
+    peak_bp_rise: tuple[float, float] | None  # its rise over the pre-dose baseline
+    lowest_spo2: float | None
+    lowest_moaas: int | None
+    peak_cadss: int | None
+    cadss_change: int | None  # peak minus the pre-dose rating
+    total_min: int | None
+    ready_to_leave_min: int | None
+
+
+def session_figures(
+    state: SessionState, readings: Iterable[tuple[str, float, datetime]] = ()
+) -> SessionFigures:
+    """``readings``: (parameter, value, time) of the session's monitor and manual readings."""
+    dosed = state.first_dose
+    sys_after: list[tuple[float, datetime]] = []
+    dia_at: dict[datetime, float] = {}
+    spo2: list[float] = []
+    for parameter, value, at in readings:
+        if parameter == "spo2" and (dosed is None or at >= dosed):
+            spo2.append(value)
+        if dosed is None or at < dosed:
+            continue
+        if parameter == "nibp_sys":
+            sys_after.append((value, at))
+        elif parameter == "nibp_dia":
+            dia_at[at] = value
+    for v in state.vitals:
+        if dosed is not None and v.at >= dosed and not v.in_error:
+            if "nibp_sys" in v.values and "nibp_dia" in v.values:
+                sys_after.append((v.values["nibp_sys"], v.at))
+                dia_at[v.at] = v.values["nibp_dia"]
+            if "spo2" in v.values:
+                spo2.append(v.values["spo2"])
+    peak: tuple[float, float] | None = None
+    if sys_after:
+        value, at = max(sys_after, key=lambda x: x[0])
+        near = min(dia_at, key=lambda t: abs((t - at).total_seconds()), default=None)
+        if near is not None and abs((near - at).total_seconds()) <= 5:
+            peak = (value, dia_at[near])
+    rise = None
+    if peak is not None and state.baseline is not None:
+        rise = (peak[0] - state.baseline[0], peak[1] - state.baseline[1])
+    cadss = [o.score for o in state.after_dose(EntryKind.CADSS) if o.score is not None]
+    peak_cadss = max(cadss) if cadss else None
+    pre = state.predose_cadss
+    d = state.discharge
+    return SessionFigures(
+        peak_bp=peak,
+        peak_bp_rise=rise,
+        lowest_spo2=min(spo2) if spo2 else None,
+        lowest_moaas=state.lowest_moaas,
+        peak_cadss=peak_cadss,
+        cadss_change=None if peak_cadss is None or pre is None else peak_cadss - pre,
+        total_min=d.total_min if d is not None else None,
+        ready_to_leave_min=d.ready_to_leave_min if d is not None else None,
+    )
