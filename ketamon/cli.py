@@ -203,6 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     disable.add_argument("--username", required=True)
     disable.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the audit)")
     disable.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+    pmf = sub.add_parser(
+        "pmf",
+        help="print a session's REMS Patient Monitoring Form, or write it as PDF",
+        description="Print the Spravato REMS Patient Monitoring Form of a session, filled from "
+        "the record and the site profile, with each field's source and the fields still "
+        "missing. --pdf writes a printable PDF, refused while any required field is missing.",
+    )
+    _add_common(pmf)
+    pmf.add_argument("session_id", type=int, metavar="SESSION_ID")
+    pmf.add_argument("--pdf", metavar="PATH", help="write the filled form as PDF to PATH")
+    pmf.add_argument(
+        "--page-size", choices=["a4", "letter"], default="a4", help="PDF page size (default a4)"
+    )
+    pmf.add_argument("--json", action="store_true", help="print the form as JSON")
+    pmf.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
     del PROTOCOLS
     return parser
 
@@ -706,6 +721,132 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
     return 0
 
 
+def cmd_pmf(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from ketamon.config import database_url, load_config
+    from ketamon.core.desk import Reviewed
+    from ketamon.core.pmf import PmfDefinitionError, build_form, deadline
+    from ketamon.domain.record import fold
+    from ketamon.domain.session_rules import Treatment
+    from ketamon.services import open_database
+    from ketamon.site_settings import load_site_profile
+    from ketamon.storage.history import session_readings
+    from ketamon.storage.models import TreatmentSession
+    from ketamon.storage.repository import SqlSessionRepository
+
+    paths = _paths(args)
+    config = load_config(paths.config_file)
+    site_profile = load_site_profile(config.site_file or None)
+    site = {"name": site_profile.name, **site_profile.settings()}
+    url = database_url(args.db, config, paths.sqlite_url())
+    engine = open_database(url)
+    try:
+        repo = SqlSessionRepository(engine)
+        entries = tuple(repo.load(args.session_id))
+        state = fold(entries)
+        if state is None:
+            raise CommandError(f"there is no session {args.session_id}")
+        reviewed = Reviewed(entries, state)
+        readings = session_readings(engine, args.session_id)
+        # the patient's previous esketamine session: carried-over patient, HCP and setting
+        previous: Reviewed | None = None
+        with engine.connect() as conn:
+            patient_id = conn.execute(
+                select(TreatmentSession.patient_id).where(TreatmentSession.id == args.session_id)
+            ).scalar()
+            earlier = conn.execute(
+                select(TreatmentSession.id)
+                .where(
+                    TreatmentSession.patient_id == patient_id,
+                    TreatmentSession.id < args.session_id,
+                )
+                .order_by(TreatmentSession.id.desc())
+                .limit(10)
+            ).scalars()
+            earlier_ids = list(earlier)
+        for sid in earlier_ids:
+            prev_entries = tuple(repo.load(sid))
+            prev_state = fold(prev_entries)
+            if prev_state is not None and prev_state.plan.treatment is Treatment.ESKETAMINE:
+                previous = Reviewed(prev_entries, prev_state)
+                break
+    finally:
+        engine.dispose()
+    try:
+        form = build_form(reviewed, site, previous, readings=readings)
+    except PmfDefinitionError as exc:
+        raise CommandError(str(exc)) from exc
+    now = datetime.now(UTC)
+    due = deadline(state, now, site)
+    if args.pdf:
+        if not form.required:
+            raise CommandError(f"session {args.session_id} needs no Patient Monitoring Form")
+        if form.missing:
+            raise CommandError(
+                "the form is incomplete: printing it is refused until these fields are "
+                "filled or confirmed: " + "; ".join(form.missing)
+            )
+        from ketamon.exports.pmf_pdf import write_pmf_pdf
+
+        try:
+            written = write_pmf_pdf(
+                form, args.pdf, page_size=args.page_size, deadline=due, generated_at=now
+            )
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.pdf}: {exc}") from exc
+        err.write(f"pmf: wrote {written}\n")
+    if args.json:
+        doc = form.to_json()
+        doc["status"] = due.status
+        doc["due_date"] = due.due_date.isoformat() if due.due_date else None
+        doc["days_left"] = due.days_left
+        doc["submissions"] = [
+            {
+                "method": s.method,
+                "submitted_at": s.submitted_at,
+                "reference": s.reference,
+                "form_version": s.form_version,
+                "form_sha256": s.form_sha256,
+                "by": s.by,
+            }
+            for s in state.pmf_submissions
+        ]
+        out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    if args.pdf:
+        return 0
+    out.write(f"{form.definition.title} (form version {form.version})\n")
+    out.write(f"Session {form.session_id} · {form.patient} · {form.session_date}\n")
+    if not form.required:
+        out.write("This session needs no Patient Monitoring Form.\n")
+        return 0
+    when = f"due {due.due_date.isoformat()}" if due.due_date else ""
+    out.write(f"Status: {due.status} {when} ({due.days_left} days left)\n")
+    for section in form.definition.sections:
+        out.write(f"\n{section}\n")
+        for f in form.fields:
+            if f.spec.section != section:
+                continue
+            if not f.applies:
+                value = "(not asked)"
+            elif f.missing and not f.note:
+                value = "MISSING"
+            else:
+                value = f.text or "—"
+            note = f" [{f.note}]" if f.note else ""
+            origin = f" ({f.origin})" if f.origin and f.applies else ""
+            star = "*" if f.spec.required else " "
+            out.write(f"  {star} {f.spec.label}: {value}{note}{origin}\n")
+    if form.missing:
+        out.write(f"\nMissing ({len(form.missing)}): " + "; ".join(form.missing) + "\n")
+    else:
+        out.write("\nComplete: every required field is filled.\n")
+    return 0
+
+
 # ---- entry point ---------------------------------------------------------------------------
 
 
@@ -758,6 +899,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_thresholds(args, sys.stdout)
         if command == "user":
             return cmd_user(args, sys.stdout, sys.stderr, sys.stdin)
+        if command == "pmf":
+            return cmd_pmf(args, sys.stdout, sys.stderr)
         parser.error(f"unknown command {command!r}")
     except expected as exc:
         sys.stderr.write(f"ketamon: error: {exc}\n")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,30 @@ DEFAULT_SOURCES: dict[str, str] = {
     ),
     "link_lost_medium_s": "Clinical ref §8 requirement 22 (loss > 30 s is medium priority)",
     "nibp_overdue_grace_min": "Clinical ref §8 requirement 22 (expected interval + 2 min)",
+    **{
+        key: "The clinic's REMS details (PMF, clinical ref §1.4): empty until the clinic fills it"
+        for key in (
+            "hcp_name",
+            "hcp_phone",
+            "hcp_email",
+            "setting_name",
+            "setting_address1",
+            "setting_address2",
+            "setting_city",
+            "setting_state",
+            "setting_zip",
+        )
+    },
+    "rems_certified": (
+        "Clinical ref §8 requirement 36 (the site's REMS certification): false until the clinic "
+        "confirms it"
+    ),
+    "pmf_deadline_days": "Clinical ref §1.3 (PMF within 7 calendar days); §8 requirement 34",
+    "pmf_warn_day": "Clinical ref §8 requirement 34 (warn at day 5, configurable)",
+    "pmf_required": (
+        "Clinical ref §1.3 (outpatient settings submit a PMF after every session); §1.5 "
+        "(keep configurable)"
+    ),
 }
 
 
@@ -77,6 +102,20 @@ class SiteProfile:
     link_lost_low_s: float = 9.0
     link_lost_medium_s: float = 30.0
     nibp_overdue_grace_min: float = 2.0
+    # REMS: the Patient Monitoring Form's HCP and setting, and its deadline (clinical.md §1.3-1.4)
+    hcp_name: str = ""
+    hcp_phone: str = ""
+    hcp_email: str = ""
+    setting_name: str = ""
+    setting_address1: str = ""
+    setting_address2: str = ""
+    setting_city: str = ""
+    setting_state: str = ""
+    setting_zip: str = ""
+    rems_certified: bool = False
+    pmf_deadline_days: int = 7  # calendar days after the session date
+    pmf_warn_day: int = 5  # warn from this day after the session
+    pmf_required: bool = True
     #: setting name → where its value comes from
     sources: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_SOURCES), compare=False, hash=False
@@ -168,6 +207,34 @@ def _boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
 
+def _text(pattern: str = "", what: str = "") -> _Check:
+    """A string, empty (not yet filled in) or, when ``pattern`` is given, matching it."""
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return "must be a string"
+        if v.strip() != v or "\n" in v:
+            return "must be one line without leading or trailing spaces"
+        if v and pattern and re.fullmatch(pattern, v) is None:
+            return f"must be empty or {what}"
+        return None
+
+    return check
+
+
+def _whole(lo: int, hi: int, unit: str) -> _Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return "must be a whole number"
+        return None if lo <= v <= hi else f"must be within {lo}–{hi} {unit}"
+
+    return check
+
+
+#: whole-number settings (kept as int, not float)
+_WHOLE = frozenset({"pmf_deadline_days", "pmf_warn_day"})
+
+
 #: section → setting → check (a file must give every one, each with its source)
 _SETTINGS: dict[str, dict[str, _Check]] = {
     "prompts": {
@@ -185,6 +252,21 @@ _SETTINGS: dict[str, dict[str, _Check]] = {
         "link_lost_low_s": _within(0, 10, "s", above_lo=True),
         "link_lost_medium_s": _within(0, 30, "s", above_lo=True),
         "nibp_overdue_grace_min": _within(0, 5, "min", above_lo=True),
+    },
+    "rems": {
+        "hcp_name": _text(),
+        "hcp_phone": _text(r"[0-9+()./ -]{7,25}", "a telephone number"),
+        "hcp_email": _text(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address"),
+        "setting_name": _text(),
+        "setting_address1": _text(),
+        "setting_address2": _text(),
+        "setting_city": _text(),
+        "setting_state": _text(r"[A-Z]{2}", "a two-letter state code (e.g. CA)"),
+        "setting_zip": _text(r"[0-9]{5}(-[0-9]{4})?", "a ZIP code (12345 or 12345-6789)"),
+        "rems_certified": _boolean,
+        "pmf_deadline_days": _whole(1, 30, "days"),
+        "pmf_warn_day": _whole(0, 30, "days"),
+        "pmf_required": _boolean,
     },
 }
 
@@ -235,7 +317,9 @@ def profile_from_dict(data: dict[str, Any], origin: str = "site profile") -> Sit
             sources[key] = src
             if isinstance(value, list):
                 value = tuple(float(x) for x in value)
-            elif not isinstance(value, bool):
+            elif key in _WHOLE:
+                value = int(value)
+            elif not isinstance(value, bool | str):
                 value = float(value)
             values[key] = value
     profile = SiteProfile(name=name, sources=sources, **values)
@@ -265,6 +349,11 @@ def _cross_check(p: SiteProfile, origin: str) -> None:
         raise SiteProfileError(
             f"{origin}: technical.link_lost_medium_s must be above link_lost_low_s "
             f"({p.link_lost_low_s:g} s), got {p.link_lost_medium_s:g}"
+        )
+    if p.pmf_warn_day > p.pmf_deadline_days:
+        raise SiteProfileError(
+            f"{origin}: rems.pmf_warn_day must not be after the deadline "
+            f"({p.pmf_deadline_days} days), got {p.pmf_warn_day}"
         )
 
 

@@ -137,6 +137,39 @@ def test_latching_flows_from_the_site_profile() -> None:
             ),
             "prompts: missing 'vitals_grace_min_source' (every value names its source)",
         ),
+        (
+            lambda t: t.replace("pmf_deadline_days = 7", "pmf_deadline_days = 7.5"),
+            "rems.pmf_deadline_days must be a whole number, got 7.5",
+        ),
+        (
+            lambda t: t.replace("pmf_deadline_days = 7", "pmf_deadline_days = 0"),
+            "rems.pmf_deadline_days must be within 1–30 days, got 0",
+        ),
+        (
+            lambda t: t.replace("pmf_warn_day = 5", "pmf_warn_day = 9"),
+            "rems.pmf_warn_day must not be after the deadline (7 days), got 9",
+        ),
+        (
+            lambda t: t.replace('setting_state = ""', 'setting_state = "California"'),
+            "rems.setting_state must be empty or a two-letter state code (e.g. CA), got",
+        ),
+        (
+            lambda t: t.replace('setting_zip = ""', 'setting_zip = "9410"'),
+            "rems.setting_zip must be empty or a ZIP code",
+        ),
+        (
+            lambda t: t.replace('hcp_email = ""', 'hcp_email = "nobody"'),
+            "rems.hcp_email must be empty or an email address",
+        ),
+        (
+            lambda t: t.replace('hcp_name = ""', "hcp_name = 3"),
+            "rems.hcp_name must be a string, got 3",
+        ),
+        (
+            lambda t: t.replace("rems_certified = false", 'rems_certified = "yes"'),
+            "rems.rems_certified must be true or false",
+        ),
+        (lambda t: t.replace("pmf_required = true\n", ""), "rems: missing 'pmf_required'"),
         (lambda t: t.replace("[observation]", "[observations]"), "unknown table or key"),
         (lambda t: t + "\n[[prompts\n", "not valid TOML"),
     ],
@@ -160,3 +193,24 @@ def test_load_site_profile_reads_the_shipped_default_or_a_named_file(tmp_path: P
         load_site_profile(str(path))
     with pytest.raises(SiteProfileError, match="cannot read"):
         load_site_profile(str(tmp_path / "missing.toml"))
+
+
+def test_rems_details_default_empty_and_are_read_from_the_site_file() -> None:
+    p = parse_site_profile(DEFAULT, "site.toml")
+    assert (p.hcp_name, p.setting_name, p.setting_zip, p.rems_certified) == ("", "", "", False)
+    assert (p.pmf_deadline_days, p.pmf_warn_day, p.pmf_required) == (7, 5, True)
+    assert isinstance(p.pmf_deadline_days, int)
+    assert "§1.3" in p.source("pmf_deadline_days")
+    filled = parse_site_profile(
+        DEFAULT.replace('hcp_name = ""', 'hcp_name = "Rita Nurse, RN"')
+        .replace('hcp_phone = ""', 'hcp_phone = "(415) 555-0100"')
+        .replace('hcp_email = ""', 'hcp_email = "rems@clinic.example"')
+        .replace('setting_state = ""', 'setting_state = "CA"')
+        .replace('setting_zip = ""', 'setting_zip = "94110-1234"')
+        .replace("rems_certified = false", "rems_certified = true")
+        .replace("pmf_deadline_days = 7", "pmf_deadline_days = 10"),
+        "site.toml",
+    )
+    assert filled.hcp_name == "Rita Nurse, RN" and filled.rems_certified is True
+    assert filled.settings()["hcp_email"] == "rems@clinic.example"
+    assert filled.settings()["pmf_deadline_days"] == 10
