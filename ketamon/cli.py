@@ -1,4 +1,4 @@
-"""Command line: ``ketamon [gui|demo|decode|record|emulate|user] …``.
+"""Command line: ``ketamon [gui|demo|decode|record|emulate|user|sessions] …``.
 
 The subcommands, their options and their JSON output are a public interface that clinics script
 against; keep them stable and documented in the README. No command prints a traceback: expected
@@ -218,6 +218,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pmf.add_argument("--json", action="store_true", help="print the form as JSON")
     pmf.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+    sessions = sub.add_parser(
+        "sessions",
+        help="list sessions and where they stand (open, awaiting signature, signed)",
+        description="Sessions after the chair: open, awaiting a physician's signature, signed, "
+        "or signed with addenda.",
+    )
+    _add_common(sessions)
+    sessions_actions = sessions.add_subparsers(
+        dest="sessions_command", metavar="ACTION", required=True
+    )
+    sessions_list = sessions_actions.add_parser(
+        "list",
+        help="list sessions, oldest first",
+        description="One line per session: id, chair, patient, treatment, start and end (UTC, "
+        "ISO 8601) and status (open | awaiting_signature | signed | addendum).",
+    )
+    _add_common(sessions_list)
+    sessions_list.add_argument(
+        "--status",
+        choices=["open", "awaiting_signature", "signed", "addendum"],
+        help="only sessions with this status",
+    )
+    sessions_list.add_argument("--json", action="store_true", help="print a JSON array")
+    sessions_list.add_argument(
+        "--db", metavar="URL", help="database URL (default: embedded SQLite)"
+    )
     del PROTOCOLS
     return parser
 
@@ -847,6 +873,44 @@ def cmd_pmf(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return 0
 
 
+def cmd_sessions(args: argparse.Namespace, out: IO[str]) -> int:
+    from datetime import UTC, datetime
+
+    from ketamon.config import database_url, load_config
+    from ketamon.core import pmf
+    from ketamon.services import open_database
+    from ketamon.site_settings import load_site_profile
+    from ketamon.storage.repository import list_sessions
+
+    paths = _paths(args)
+    config = load_config(paths.config_file)
+    site = load_site_profile(config.site_file or None).settings()
+    url = database_url(args.db, config, paths.sqlite_url())
+    engine = open_database(url)
+    try:
+        rows = [r for r in list_sessions(engine) if args.status in (None, r.status)]
+    finally:
+        engine.dispose()
+    now = datetime.now(UTC)
+    # the REMS form's state: due | warned | overdue | submitted | not_required
+    forms = {r.id: pmf.deadline(r.state, now, site).status if r.state else None for r in rows}
+    if args.json:
+        listed = [{**r.to_json_dict(), "pmf": forms[r.id]} for r in rows]
+        out.write(json.dumps(listed, indent=2) + "\n")
+        return 0
+    out.write(
+        f"{'ID':>6} {'CHAIR':<12} {'PATIENT':<32} {'TREATMENT':<13} {'STARTED':<32} "
+        f"{'ENDED':<32} {'STATUS':<18} PMF\n"
+    )
+    for r in rows:
+        ended = r.ended.isoformat() if r.ended else "-"
+        out.write(
+            f"{r.id:>6} {r.chair:<12} {r.patient:<32} {r.treatment:<13} "
+            f"{r.started.isoformat():<32} {ended:<32} {r.status:<18} {forms[r.id] or '-'}\n"
+        )
+    return 0
+
+
 # ---- entry point ---------------------------------------------------------------------------
 
 
@@ -899,6 +963,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_thresholds(args, sys.stdout)
         if command == "user":
             return cmd_user(args, sys.stdout, sys.stderr, sys.stdin)
+        if command == "sessions":
+            return cmd_sessions(args, sys.stdout)
         if command == "pmf":
             return cmd_pmf(args, sys.stdout, sys.stderr)
         parser.error(f"unknown command {command!r}")

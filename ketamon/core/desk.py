@@ -103,6 +103,9 @@ class SessionDesk:
             raise Refused([why])
         with self._lock:
             reviewed = self.open(session_id, actor)
+            from ketamon.core.signing import refuse_if_signed  # (it imports this module)
+
+            refuse_if_signed(reviewed, command)  # signed: locked but for addenda and the PMF
             ctx = DeskContext(self.clock(), actor, self.auth, self.site)
             drafts = handler(reviewed, command, ctx)
             if not drafts:

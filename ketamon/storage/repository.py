@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, exists, select
+from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ketamon.core.ports import EntryDraft, OpenSessionRef
-from ketamon.domain.record import EntryKind, PatientInfo, SessionEntry
+from ketamon.domain.record import EntryKind, PatientInfo, SessionEntry, SessionState, fold
 from ketamon.domain.roles import Actor
 from ketamon.domain.roles import Role as ActorRole
 from ketamon.domain.thresholds import ThresholdProfile
@@ -385,6 +385,30 @@ def _monitoring_ended(c: _Ctx) -> int:
     return note
 
 
+def _signed(c: _Ctx) -> int:
+    d = c.data
+    who = ", ".join(x for x in (str(d.get("name", "")), str(d.get("credentials", ""))) if x)
+    return c.note(
+        f"Signed by {who}: {d.get('meaning', '')} "
+        f"(entries to {d.get('covers_entry_id')}, SHA-256 {d.get('content_sha256', '')})"
+    )
+
+
+def _addendum(c: _Ctx) -> int:
+    d = c.data
+    who = ", ".join(x for x in (str(d.get("name", "")), str(d.get("credentials", ""))) if x)
+    return c.note(f"Addendum signed by {who}: {d.get('text', '')}")
+
+
+def _pmf_submitted(c: _Ctx) -> int:
+    d = c.data
+    ref = str(d.get("reference") or "").strip()
+    return c.note(
+        f"REMS Patient Monitoring Form submitted by {d.get('method', '')} at "
+        f"{d.get('submitted_at', '')}" + (f", reference {ref}" if ref else "")
+    )
+
+
 def _started_again(c: _Ctx) -> None:
     raise RecordError(f"session {c.sid} has already started")
 
@@ -540,7 +564,152 @@ PROJECTIONS: dict[EntryKind, Callable[[_Ctx], int | None]] = {
     EntryKind.DISCHARGED: _discharged,
     EntryKind.CANCELLED: _cancelled,
     EntryKind.ENDED: _monitoring_ended,
+    EntryKind.SIGNED: _signed,
+    EntryKind.ADDENDUM: _addendum,
+    EntryKind.PMF_FIELDS: lambda c: None,  # the fields live in the entries (and the form)
+    EntryKind.PMF_SUBMITTED: _pmf_submitted,
 }
+
+
+# ---- the lock after signing ----------------------------------------------------------------
+
+#: what a signed session still takes (clinical.md §6.3: after signing, only addenda)
+LOCKED_KINDS = frozenset({EntryKind.ADDENDUM, EntryKind.PMF_SUBMITTED})
+_SIGNATURES = (EntryKind.SIGNED, EntryKind.ADDENDUM)
+
+
+def _check_lock(s: Session, ts: TreatmentSession, drafts: Sequence[EntryDraft]) -> None:
+    """Refuse (RecordError) entries a signed session no longer takes, a signature on a session
+    still running, an addendum to an unsigned one, and a signature that does not cover every
+    entry before it (someone recorded one meanwhile). Whoever writes, not only the core."""
+    sid = ts.id
+    rows = s.execute(
+        select(SessionEntryRow.kind, func.max(SessionEntryRow.id))
+        .where(SessionEntryRow.session_id == sid)
+        .group_by(SessionEntryRow.kind)
+    ).all()
+    kinds = {str(k) for k, _ in rows}
+    last = max((int(i) for _, i in rows), default=0)
+    signed = EntryKind.SIGNED.value in kinds
+    ended = ts.ended_at is not None or bool(kinds & set(ENDED))
+    for d in drafts:
+        if signed and d.kind not in LOCKED_KINDS:
+            raise RecordError(
+                f"session {sid} is signed and locked: a {d.kind.value} entry cannot be added "
+                "(corrections are signed addenda)"
+            )
+        if d.kind is EntryKind.SIGNED and not ended:
+            raise RecordError(f"session {sid} is still running: it cannot be signed yet")
+        if d.kind is EntryKind.ADDENDUM and not signed:
+            raise RecordError(f"session {sid} is not signed: an addendum follows a signature")
+        if d.kind in _SIGNATURES and d.data.get("covers_entry_id") != last:
+            raise RecordError(
+                f"session {sid}: the {d.kind.value} entry must cover every entry before it "
+                f"(to {last}), not to {d.data.get('covers_entry_id')}"
+            )
+        if d.kind is EntryKind.SIGNED:
+            signed = True
+        if d.kind.value in ENDED:
+            ended = True
+        last = -1  # a later signature in the same call cannot name an entry not yet recorded
+
+
+# ---- reads ----------------------------------------------------------------------------------
+
+
+def _entries(s: Session, *where: Any) -> list[SessionEntry]:
+    """Entries (with their authors' names) in id order."""
+    author, authoriser = aliased(User), aliased(User)
+    q = (
+        select(SessionEntryRow, author.full_name, authoriser.full_name)
+        .join(author, author.id == SessionEntryRow.author_id)
+        .outerjoin(authoriser, authoriser.id == SessionEntryRow.authorised_by_id)
+        .where(*where)
+        .order_by(SessionEntryRow.id)
+    )
+    return [
+        SessionEntry(
+            id=row.id,
+            session_id=row.session_id,
+            kind=EntryKind(row.kind),
+            at=row.at,
+            author_id=row.author_id,
+            author=name,
+            data=json.loads(row.data),
+            authorised_by_id=row.authorised_by_id,
+            authorised_by=by or "",
+        )
+        for row, name, by in s.execute(q)
+    ]
+
+
+SESSION_STATUSES = ("open", "awaiting_signature", "signed", "addendum")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session for ``ketamon sessions list``: where it stands after the chair."""
+
+    id: int
+    chair: str
+    patient: str
+    treatment: str
+    started: datetime
+    ended: datetime | None
+    #: open | awaiting_signature | signed | addendum (signed, with addenda)
+    status: str
+    #: the record folded (None: a session with no entries, from before the session record)
+    state: SessionState | None = None
+    entries: tuple[SessionEntry, ...] = ()
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "chair": self.chair,
+            "patient": self.patient,
+            "treatment": self.treatment,
+            "started": self.started.isoformat(),
+            "ended": self.ended.isoformat() if self.ended else None,
+            "status": self.status,
+        }
+
+
+def _status(ended: bool, state: SessionState | None) -> str:
+    if state is not None and state.signed:
+        return "addendum" if state.addenda else "signed"
+    return "awaiting_signature" if ended else "open"
+
+
+def list_sessions(engine: Engine) -> list[SessionRow]:
+    """Every session, oldest first, each folded from its record (one query for all entries)."""
+    with Session(engine) as s:
+        by_session: dict[int, list[SessionEntry]] = {}
+        for e in _entries(s):
+            by_session.setdefault(e.session_id, []).append(e)
+        q = (
+            select(TreatmentSession, Patient)
+            .join(Patient, Patient.id == TreatmentSession.patient_id)
+            .order_by(TreatmentSession.started_at, TreatmentSession.id)
+        )
+        out: list[SessionRow] = []
+        for ts, p in s.execute(q):
+            entries = tuple(by_session.get(ts.id, ()))
+            state = fold(entries) if entries else None
+            ended = state.ended_at if state is not None else ts.ended_at
+            out.append(
+                SessionRow(
+                    id=ts.id,
+                    chair=ts.chair,
+                    patient=_patient_info(p).label,
+                    treatment=ts.treatment.value,
+                    started=state.started if state is not None else ts.started_at,
+                    ended=ended,
+                    status=_status(ended is not None, state),
+                    state=state,
+                    entries=entries,
+                )
+            )
+        return out
 
 
 # ---- the repository ------------------------------------------------------------------------
@@ -686,38 +855,21 @@ class SqlSessionRepository:
         drafts = list(drafts)
 
         def op(s: Session) -> list[SessionEntry]:
-            ts = s.get(TreatmentSession, session_id)
+            # FOR NO KEY UPDATE (PostgreSQL): appends to one session queue, so no entry slips
+            # in between the lock check (or a signature's "covers") and the signature; rows
+            # that only reference the session (readings) are not held up
+            ts = s.get(TreatmentSession, session_id, with_for_update={"key_share": True})
             if ts is None:
                 raise RecordError(f"no treatment session {session_id}")
+            _check_lock(s, ts, drafts)
             return [self._record(s, ts, d, actor, PROJECTIONS[d.kind]) for d in drafts]
 
         return self._write(op, actor) if drafts else []
 
     # ---- reads -----------------------------------------------------------------------------
     def load(self, session_id: int) -> list[SessionEntry]:
-        author, authoriser = aliased(User), aliased(User)
-        q = (
-            select(SessionEntryRow, author.full_name, authoriser.full_name)
-            .join(author, author.id == SessionEntryRow.author_id)
-            .outerjoin(authoriser, authoriser.id == SessionEntryRow.authorised_by_id)
-            .where(SessionEntryRow.session_id == session_id)
-            .order_by(SessionEntryRow.id)
-        )
         with Session(self.engine) as s:
-            return [
-                SessionEntry(
-                    id=row.id,
-                    session_id=row.session_id,
-                    kind=EntryKind(row.kind),
-                    at=row.at,
-                    author_id=row.author_id,
-                    author=name,
-                    data=json.loads(row.data),
-                    authorised_by_id=row.authorised_by_id,
-                    authorised_by=by or "",
-                )
-                for row, name, by in s.execute(q)
-            ]
+            return _entries(s, SessionEntryRow.session_id == session_id)
 
     def open_sessions(self) -> list[OpenSessionRef]:
         entry = SessionEntryRow
@@ -758,4 +910,10 @@ class SqlSessionRepository:
         return self._system
 
 
-__all__ = ["PROJECTIONS", "SqlSessionRepository"]
+__all__ = [
+    "PROJECTIONS",
+    "SESSION_STATUSES",
+    "SessionRow",
+    "SqlSessionRepository",
+    "list_sessions",
+]

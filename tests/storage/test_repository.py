@@ -363,6 +363,31 @@ def recording_record(twin: Twin, p: People) -> int:
     return sid
 
 
+def after_session(twin: Twin, sid: int, p: People) -> None:
+    """The review desk's kinds: PMF fields, a signature, an addendum, the PMF's submission."""
+
+    def last() -> int:
+        return max(e.id for e in twin.sql if e.session_id == sid)
+
+    def signature(meaning_id: str) -> dict[str, Any]:
+        return {
+            "meaning_id": meaning_id,
+            "meaning": "Reviewed and approved",
+            "name": "Paul Physician",
+            "credentials": "MD",
+            "content_sha256": "0" * 64,
+            "covers_entry_id": last(),
+        }
+
+    D = EntryDraft
+    twin.add(sid, D(EntryKind.PMF_FIELDS, at(340), {"values": {"a": 1}, "form_version": "v1"}))
+    twin.add(sid, D(EntryKind.SIGNED, at(341), signature("reviewed")), actor=p.physician)
+    addendum = {"text": "late entry", **signature("addendum")}
+    twin.add(sid, D(EntryKind.ADDENDUM, at(342), addendum), actor=p.physician)
+    submitted = {"method": "fax", "submitted_at": "2026-11-30T15:00:00+00:00", "reference": "R1"}
+    twin.add(sid, D(EntryKind.PMF_SUBMITTED, at(343), submitted))
+
+
 def test_every_kind_reads_back_exactly_as_appended(
     repo: SqlSessionRepository, engine: Engine, people: People
 ) -> None:
@@ -370,6 +395,7 @@ def test_every_kind_reads_back_exactly_as_appended(
     esk = esketamine_record(twin, people)
     iv = iv_record(twin, people)
     rec = recording_record(twin, people)
+    after_session(twin, rec, people)
     assert {e.kind for e in twin.sql} == set(EntryKind) == set(PROJECTIONS)
     # what append returned is what the in-memory repository makes of the same drafts
     assert [comparable(e) for e in twin.sql] == [comparable(e) for e in twin.memory]
