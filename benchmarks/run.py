@@ -1,7 +1,7 @@
 """ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
 
 Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart,
-restore.
+restore, audit_verify.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -230,6 +231,176 @@ def bench_restore() -> None:
     print("\n".join(lines) if lines else f"restore: failed ({out.stderr[-500:]})", flush=True)
 
 
+def _audit_database(path: Path, audit_rows: int) -> tuple[int, int]:
+    """A SQLite database at head with about ``audit_rows`` chained audit rows: sessions of 100
+    entries (each with its audit copy, every 10th session signed) among device and tidy-table
+    audit rows, ~5 per entry. Written with executemany, not the ORM. Returns (rows, entries)."""
+    import json
+
+    from ketamon.domain.integrity import canonical_sha256
+    from ketamon.domain.record import EntryKind, SessionEntry
+    from ketamon.services import open_database
+    from ketamon.storage.chain import audit_hash, chain_tail, session_entry_hash
+
+    engine = open_database(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        tail_id, prev = chain_tail(conn)
+    engine.dispose()
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA synchronous=OFF")
+    fmt = "%Y-%m-%d %H:%M:%S.%f"
+    t0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    audit_sql = (
+        "INSERT INTO audit_entry (id, at, utc_offset_s, user_id, action, entity, entity_id, "
+        "session_id, field, old_value, new_value, reason, station, prev_hash, entry_hash, "
+        "subject_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
+    entry_sql = (
+        "INSERT INTO session_entry (id, session_id, kind, at, recorded_at, author_id, "
+        "authorised_by_id, data, ref_id) VALUES (?,?,?,?,?,?,?,?,?)"
+    )
+    per_entry, per_session = 6, 100
+    aid, eid, sid, n_entries = tail_id, 0, 0, 0
+    audits: list[tuple[Any, ...]] = []
+    entries: list[tuple[Any, ...]] = []
+
+    def audit(when: datetime, **row: Any) -> None:
+        nonlocal aid, prev
+        aid += 1
+        full = {
+            "id": aid,
+            "at": when,
+            "utc_offset_s": 3600,
+            "user_id": 1,
+            "action": "create",
+            "entity_id": None,
+            "session_id": sid,
+            "field": None,
+            "old_value": None,
+            "reason": None,
+            "station": "chair-1",
+            "prev_hash": prev,
+            "subject_hash": None,
+            **row,
+        }
+        prev = audit_hash(full)
+        audits.append(
+            (
+                *(
+                    full[k] if k != "at" else when.strftime(fmt)
+                    for k in (
+                        "id",
+                        "at",
+                        "utc_offset_s",
+                        "user_id",
+                        "action",
+                        "entity",
+                        "entity_id",
+                        "session_id",
+                        "field",
+                        "old_value",
+                        "new_value",
+                        "reason",
+                        "station",
+                        "prev_hash",
+                    )
+                ),
+                prev,
+                full["subject_hash"],
+            )
+        )
+
+    con.execute("BEGIN")
+    while aid - tail_id < audit_rows:
+        sid += 1
+        session: list[SessionEntry] = []
+        for k in range(per_session):
+            eid += 1
+            n_entries += 1
+            when = t0 + timedelta(minutes=sid * 200 + k)
+            sign = k == per_session - 1 and sid % 10 == 0
+            data: dict[str, Any] = (
+                {"covers_entry_id": eid - 1, "content_sha256": canonical_sha256(session)}
+                if sign
+                else {"score": k % 6, "text": f"entry {k} — «ok»"}
+            )
+            kind = EntryKind.SIGNED if sign else EntryKind.NOTE
+            text_data = json.dumps(data, ensure_ascii=False)
+            row = {
+                "id": eid,
+                "session_id": sid,
+                "kind": kind.value,
+                "at": when,
+                "recorded_at": when,
+                "author_id": 1,
+                "authorised_by_id": None,
+                "data": text_data,
+                "ref_id": None,
+            }
+            entries.append(
+                (
+                    eid,
+                    sid,
+                    kind.value,
+                    when.strftime(fmt),
+                    when.strftime(fmt),
+                    1,
+                    None,
+                    text_data,
+                    None,
+                )
+            )
+            session.append(SessionEntry(eid, sid, kind, when, 1, "", data))
+            audit(
+                when,
+                entity="session_entry",
+                entity_id=eid,
+                new_value=json.dumps(data, ensure_ascii=False, sort_keys=True),
+                subject_hash=session_entry_hash(row),
+            )
+            for j in range(per_entry - 1):
+                audit(
+                    when + timedelta(seconds=j + 1),
+                    entity="vital_reading",
+                    entity_id=aid,
+                    new_value=f'{{"parameter": "hr", "source": "manual", "value": {60 + j}}}',
+                )
+        if len(audits) > 100_000:
+            con.executemany(audit_sql, audits)
+            con.executemany(entry_sql, entries)
+            audits.clear()
+            entries.clear()
+    con.executemany(audit_sql, audits)
+    con.executemany(entry_sql, entries)
+    con.commit()
+    con.close()
+    return aid, n_entries
+
+
+def bench_audit_verify() -> None:
+    """``ketamon audit verify`` (in-process) over a SQLite database of ~2 million audit rows."""
+    from ketamon.storage.database import make_engine
+    from ketamon.storage.verify import verify_audit
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "audit.sqlite3"
+        t0 = time.perf_counter()
+        rows, entries = _audit_database(path, 2_000_000)
+        print(f"# built {rows} audit rows, {entries} entries in {time.perf_counter() - t0:.0f} s")
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            t0 = time.perf_counter()
+            report = verify_audit(engine)
+            dt = time.perf_counter() - t0
+        finally:
+            engine.dispose()
+        if not report.intact:
+            print(f"audit_verify: failed ({report.summary()})", flush=True)
+            return
+        emit("audit_verify_2m_rows", dt, "s")
+        emit("audit_verify_rate", report.audit_rows / dt, "rows/s")
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "startup": bench_startup,
     "decode": bench_decode,
@@ -237,6 +408,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "station": bench_station,
     "chart": bench_chart,
     "restore": bench_restore,
+    "audit_verify": bench_audit_verify,
 }
 
 

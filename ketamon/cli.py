@@ -1,4 +1,4 @@
-"""Command line: ``ketamon [gui|demo|decode|record|emulate|user|sessions] …``.
+"""Command line: ``ketamon [gui|demo|decode|record|emulate|user|sessions|audit] …``.
 
 The subcommands, their options and their JSON output are a public interface that clinics script
 against; keep them stable and documented in the README. No command prints a traceback: expected
@@ -244,6 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
     sessions_list.add_argument(
         "--db", metavar="URL", help="database URL (default: embedded SQLite)"
     )
+    audit = sub.add_parser(
+        "audit",
+        help="check the audit trail (verify)",
+        description="Check the tamper-evident audit trail.",
+    )
+    _add_common(audit)
+    audit_actions = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = audit_actions.add_parser(
+        "verify",
+        help="check the audit hash chain, the session entries and the signatures",
+        description="Recompute every audit entry's hash and its link to the one before, check "
+        "every session entry against its audit copy and every signature against the entries "
+        "it signs. Exit 0 if intact, 1 naming the first broken row. Only reads.",
+    )
+    _add_common(verify)
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
     del PROTOCOLS
     return parser
 
@@ -682,6 +699,25 @@ def _read_new_password(args: argparse.Namespace, username: str, stdin: IO[str]) 
     return password
 
 
+def cmd_audit(args: argparse.Namespace, out: IO[str]) -> int:
+    """``ketamon audit verify``: 0 intact, 1 broken (the first break named)."""
+    from ketamon.config import database_url, load_config
+    from ketamon.storage.verify import open_for_verify, verify_audit
+
+    paths = _paths(args)
+    url = database_url(args.db, load_config(paths.config_file), paths.sqlite_url())
+    engine = open_for_verify(url)
+    try:
+        report = verify_audit(engine)
+    finally:
+        engine.dispose()
+    if args.json:
+        out.write(json.dumps(report.to_json_dict(), indent=2) + "\n")
+    else:
+        out.write(report.summary() + "\n")
+    return 0 if report.intact else 1
+
+
 def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str]) -> int:
     import getpass
     import socket
@@ -750,18 +786,14 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
 def cmd_pmf(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from datetime import UTC, datetime
 
-    from sqlalchemy import select
-
     from ketamon.config import database_url, load_config
     from ketamon.core.desk import Reviewed
     from ketamon.core.pmf import PmfDefinitionError, build_form, deadline
     from ketamon.domain.record import fold
-    from ketamon.domain.session_rules import Treatment
     from ketamon.services import open_database
     from ketamon.site_settings import load_site_profile
     from ketamon.storage.history import session_readings
-    from ketamon.storage.models import TreatmentSession
-    from ketamon.storage.repository import SqlSessionRepository
+    from ketamon.storage.repository import SqlSessionRepository, previous_session
 
     paths = _paths(args)
     config = load_config(paths.config_file)
@@ -778,27 +810,8 @@ def cmd_pmf(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         reviewed = Reviewed(entries, state)
         readings = session_readings(engine, args.session_id)
         # the patient's previous esketamine session: carried-over patient, HCP and setting
-        previous: Reviewed | None = None
-        with engine.connect() as conn:
-            patient_id = conn.execute(
-                select(TreatmentSession.patient_id).where(TreatmentSession.id == args.session_id)
-            ).scalar()
-            earlier = conn.execute(
-                select(TreatmentSession.id)
-                .where(
-                    TreatmentSession.patient_id == patient_id,
-                    TreatmentSession.id < args.session_id,
-                )
-                .order_by(TreatmentSession.id.desc())
-                .limit(10)
-            ).scalars()
-            earlier_ids = list(earlier)
-        for sid in earlier_ids:
-            prev_entries = tuple(repo.load(sid))
-            prev_state = fold(prev_entries)
-            if prev_state is not None and prev_state.plan.treatment is Treatment.ESKETAMINE:
-                previous = Reviewed(prev_entries, prev_state)
-                break
+        found = previous_session(engine, args.session_id)
+        previous = None if found is None else Reviewed(*found)
     finally:
         engine.dispose()
     try:
@@ -963,6 +976,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_thresholds(args, sys.stdout)
         if command == "user":
             return cmd_user(args, sys.stdout, sys.stderr, sys.stdin)
+        if command == "audit":
+            return cmd_audit(args, sys.stdout)
         if command == "sessions":
             return cmd_sessions(args, sys.stdout)
         if command == "pmf":

@@ -15,6 +15,10 @@ How a change gets its audit entry:
 * ORM bulk ``insert()/update()/delete()`` statements on audited models are refused, since they
   would bypass the trail. (The writer inserts monitor readings with Core: device data, not edits.)
 
+Tamper-evident: every entry is hash-chained to the one before it (and an audited session entry
+is sealed in its entry), written only through :func:`ketamon.storage.chain.insert_chained`;
+adding an :class:`AuditEntry` object to a Session is refused. ``ketamon audit verify`` checks it.
+
 Append-only, three times over: this module offers no function that updates or deletes an entry;
 the mapper refuses to; and the migrations install database triggers that abort any UPDATE or
 DELETE on ``audit_entry`` whatever the client.
@@ -30,11 +34,12 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import event, insert, inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.attributes import History
 
+from ketamon.storage.chain import SEALED_TABLES, insert_chained, session_entry_hash
 from ketamon.storage.models import (
     AuditAction,
     AuditEntry,
@@ -129,23 +134,42 @@ def append_entry(
     new: Any = None,
     why: str | None = None,
 ) -> None:
-    """Add an entry for an event that is not a row change (a login, a resumed session)."""
-    s.add(
-        AuditEntry(
-            at=utcnow(),
-            utc_offset_s=_utc_offset_s(),
-            user_id=current_user_id(s),
-            action=action,
-            entity=entity,
-            entity_id=entity_id,
-            session_id=session_id,
-            field=field,
-            old_value=None if old is None else to_json(old),
-            new_value=None if new is None else to_json(new),
-            reason=why or s.info.get(REASON_KEY),
-            station=_station(),
-        )
-    )
+    """Add an entry for an event that is not a row change (a login, a resumed session), or for
+    a row its writer audits itself (a session entry: its whole row is sealed in the entry's
+    ``subject_hash``). Pending changes are flushed first, so the entries keep their order; the
+    entry is written at once, chained (see :mod:`ketamon.storage.chain`)."""
+    user_id = current_user_id(s)
+    s.flush()
+    row: dict[str, Any] = {
+        "at": utcnow(),
+        "utc_offset_s": _utc_offset_s(),
+        "user_id": user_id,
+        "action": action,
+        "entity": entity,
+        "entity_id": entity_id,
+        "session_id": session_id,
+        "field": field,
+        "old_value": None if old is None else to_json(old),
+        "new_value": None if new is None else to_json(new),
+        "reason": why or s.info.get(REASON_KEY),
+        "station": _station(),
+        "subject_hash": _subject_hash(s, entity, entity_id),
+    }
+    insert_chained(s.connection(), [row])
+
+
+def _subject_hash(s: Session, entity: str, entity_id: int | None) -> str | None:
+    """The seal of an append-only row the entry records (see chain.SEALED_TABLES)."""
+    if entity not in SEALED_TABLES or entity_id is None:
+        return None
+    for mapper in Base.registry.mappers:
+        if mapper.local_table.name == entity:  # type: ignore[attr-defined]
+            obj = s.get(mapper.class_, entity_id)
+            if obj is None:
+                raise AuditError(f"no {entity} row {entity_id} to audit")
+            values = {k: getattr(obj, k) for k in _column_keys(obj)}
+            return session_entry_hash(values)
+    raise AuditError(f"no model for the sealed table {entity}")
 
 
 # ---- value encoding ---------------------------------------------------------------------------
@@ -352,8 +376,7 @@ def _after_flush(s: Session, _ctx: UOWTransaction) -> None:
                 else:
                     old_s, new_s = to_json(old), to_json(new)
                 rows.append({**common, "field": key, "old_value": old_s, "new_value": new_s})
-    if rows:
-        conn.execute(insert(Base.metadata.tables["audit_entry"]), rows)
+    insert_chained(conn, rows)
 
 
 def _guard_bulk(state: ORMExecuteState) -> None:
@@ -361,7 +384,9 @@ def _guard_bulk(state: ORMExecuteState) -> None:
         return
     for mapper in state.all_mappers:
         cls = mapper.class_
-        if cls is AuditEntry and not state.is_insert:
+        if cls is AuditEntry:
+            if state.is_insert:
+                raise AuditError(_CHAINED_ONLY)
             raise AuditImmutableError("audit entries cannot be changed or deleted")
         if issubclass(cls, Base) and (cls.__audit__ or cls.__insert_only__):
             if state.is_insert and cls.__insert_only__:
@@ -376,8 +401,18 @@ def _refuse(_mapper: Any, _conn: Connection, _target: Any) -> None:
     raise AuditImmutableError("audit entries cannot be changed or deleted")
 
 
+_CHAINED_ONLY = (
+    "audit entries are written by audit.append_entry (hash-chained), not added as objects"
+)
+
+
+def _refuse_insert(_mapper: Any, _conn: Connection, _target: Any) -> None:
+    raise AuditError(_CHAINED_ONLY)
+
+
 event.listen(Session, "before_flush", _before_flush)
 event.listen(Session, "after_flush", _after_flush)
 event.listen(Session, "do_orm_execute", _guard_bulk)
+event.listen(AuditEntry, "before_insert", _refuse_insert)
 event.listen(AuditEntry, "before_update", _refuse)
 event.listen(AuditEntry, "before_delete", _refuse)

@@ -510,8 +510,10 @@ class AuditEntry(Base):
     what (entity, id, field), old → new (JSON), and why.
 
     Nothing in ketamon updates or deletes these rows; the ORM refuses to, and database triggers
-    (created by the migrations) refuse raw SQL too. ``prev_hash``/``entry_hash`` are reserved for
-    the hash chain (tamper evidence) that comes later; they are NULL until then.
+    (created by the migrations) refuse raw SQL too. The rows form a hash chain (tamper
+    evidence): ``entry_hash`` is the SHA-256 of every other column, ``prev_hash`` the previous
+    row's ``entry_hash``, and ``subject_hash`` seals the whole ``session_entry`` row an entry
+    records; see :mod:`ketamon.storage.chain`.
     """
 
     __tablename__ = "audit_entry"
@@ -533,3 +535,5 @@ class AuditEntry(Base):
     station: Mapped[str] = mapped_column(String(200), default="")
     prev_hash: Mapped[str | None] = mapped_column(String(128))
     entry_hash: Mapped[str | None] = mapped_column(String(128))
+    #: SHA-256 of the whole append-only row this entry records (a session_entry), else NULL
+    subject_hash: Mapped[str | None] = mapped_column(String(128))

@@ -30,13 +30,16 @@ from ketamon.storage.migrate import (
 from ketamon.storage.models import Base, Patient, User
 from ketamon.storage.users import system_user_id
 
+#: the probe revision a newer ketamon would add after ours
+PROBE = f"{int(HEAD) + 1:04d}"
+
 PROBE_REVISION = '''"""probe: add a column (test only)"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "{probe}"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -54,10 +57,12 @@ def downgrade() -> None:
 
 
 def scripts_with_probe(tmp_path: Path, extra: str = "pass") -> Path:
-    """A copy of the packaged migrations plus a revision 0003, as a newer ketamon would ship."""
+    """A copy of the packaged migrations plus a probe revision, as a newer ketamon would ship."""
     where = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, where, ignore=shutil.ignore_patterns("__pycache__"))
-    (where / "versions" / "v0003_probe.py").write_text(PROBE_REVISION.format(extra=extra))
+    (where / "versions" / f"v{PROBE}_probe.py").write_text(
+        PROBE_REVISION.format(extra=extra, probe=PROBE, head=HEAD)
+    )
     return where
 
 
@@ -123,7 +128,7 @@ def test_upgrade_keeps_the_data_and_backs_up_sqlite_first(db_url: str, tmp_path:
         scripts = scripts_with_probe(tmp_path)
         backups = tmp_path / "backups"
         result = upgrade_database(engine, script_location=scripts, backup_dir=backups)
-        assert (result.from_revision, result.to_revision) == (HEAD, "0003")
+        assert (result.from_revision, result.to_revision) == (HEAD, PROBE)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT mrn, probe FROM patient")).all() == [("MRN-1", None)]
         if engine.dialect.name != "sqlite":
@@ -187,7 +192,7 @@ def test_a_database_from_a_newer_ketamon_is_refused(db_url: str, tmp_path: Path)
     with pytest.raises(DatabaseVersionError) as err:
         open_database(db_url)
     msg = str(err.value)
-    assert "written by a newer ketamon (schema revision 0003)" in msg
+    assert f"written by a newer ketamon (schema revision {PROBE})" in msg
     assert "upgrade ketamon or use a backup" in msg
     assert ":ketamon_ci@" not in msg  # the password is never shown (***)
 
