@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtWidgets import QApplication, QMessageBox
 from sqlalchemy.orm import Session
@@ -19,27 +20,33 @@ from devices.readings import Reading
 from devices.transports import Transport
 from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
 from ketamon.config import ChairConfig, Config
+from ketamon.core.desk import Reviewed, SessionDesk
+from ketamon.core.pmf import build_form, deadline, pmf_required
 from ketamon.core.ports import AuthFailed, OpenSessionRef
 from ketamon.core.session import CoreSettings
+from ketamon.core.signing import load_meanings
 from ketamon.domain.record import PatientInfo, SessionState
 from ketamon.domain.roles import Actor, Role
 from ketamon.domain.site import SiteProfile
 from ketamon.domain.thresholds import ThresholdProfile
+from ketamon.exports.pmf_pdf import write_pmf_pdf
 from ketamon.paths import AppPaths
 from ketamon.presenters.chair import ChairPresenter
+from ketamon.presenters.review import ReviewPresenter, ReviewView
 from ketamon.presenters.runner import CommandRunner, Pending
 from ketamon.services import build_monitor, open_database
 from ketamon.site_settings import load_site_profile
 from ketamon.storage import records
 from ketamon.storage.history import session_readings
 from ketamon.storage.models import RemsEnrolment
-from ketamon.storage.repository import SqlSessionRepository
+from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
 from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
 from ketamon.storage.writer import DatabaseWriter
 from ketamon.ui import theme
 from ketamon.ui.chair_view import ChairViewWidget
 from ketamon.ui.login import LoginDialog, ResumeSessionsDialog
 from ketamon.ui.main_window import MainWindow
+from ketamon.ui.review import ReviewWidget
 from ketamon.ui.sound import AlarmSounder
 
 log = logging.getLogger(__name__)
@@ -74,7 +81,7 @@ class StationAuth:
             u = authenticate(writer.engine, username, password)
         except AuthError as exc:
             raise AuthFailed(str(exc)) from exc
-        return Actor(u.id, u.username, u.full_name, Role(u.role.value))
+        return Actor(u.id, u.username, u.full_name, Role(u.role.value), u.credentials)
 
 
 @dataclass
@@ -239,6 +246,59 @@ class Station:
                     break
         return out
 
+    # ---- the review desk ---------------------------------------------------------------------
+    def site_settings(self) -> dict[str, Any]:
+        return {"name": self.site.name, **self.site.settings()}
+
+    def review_presenter(self) -> ReviewPresenter:
+        """The review desk: finished sessions, signatures, addenda and the REMS form."""
+        assert self.repository is not None and self.runner is not None
+        assert self.writer is not None
+        engine, site = self.writer.engine, self.site_settings()
+        desk = SessionDesk(
+            self.repository,
+            StationAuth(self),
+            self.clock.now,
+            site=site,
+            load_readings=self._load_readings,
+        )
+
+        def rows() -> list[dict[str, Any]]:
+            now = self.clock.now()
+            return [
+                {
+                    "session_id": r.id,
+                    "chair": r.chair,
+                    "patient": r.patient,
+                    "treatment": r.treatment,
+                    "started": r.started,
+                    "status": r.status,
+                    "pmf": deadline(r.state, now, site).status if r.state is not None else "",
+                }
+                for r in list_sessions(engine)
+            ]
+
+        def form(reviewed: Reviewed, readings: list[Reading]) -> tuple[Any, Any]:
+            if not pmf_required(reviewed.state, site):
+                return None, None
+            found = previous_session(engine, reviewed.state.session_id)
+            previous = None if found is None else Reviewed(*found)
+            built = build_form(reviewed, site, previous, readings=readings)
+            return built, deadline(reviewed.state, self.clock.now(), site)
+
+        def print_form(view: ReviewView, path: str) -> None:
+            write_pmf_pdf(view.form, path, deadline=view.deadline)
+
+        return ReviewPresenter(
+            desk,
+            self.runner,
+            self.current_user,
+            list_sessions=rows,
+            load_readings=self._load_readings,
+            form=form,
+            print_form=print_form,
+        )
+
     def start(self) -> None:
         for c in self.chairs:
             c.start()
@@ -273,6 +333,9 @@ def build_window(station: Station, title: str) -> MainWindow:
             for m in station.models
         ]
     )
+    review = station.review_presenter()
+    meanings = [(m.id, m.text) for m in load_meanings().for_use("sign")]
+    window.add_review(ReviewWidget(review, station.profile, meanings))
     return window
 
 

@@ -786,18 +786,14 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
 def cmd_pmf(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from datetime import UTC, datetime
 
-    from sqlalchemy import select
-
     from ketamon.config import database_url, load_config
     from ketamon.core.desk import Reviewed
     from ketamon.core.pmf import PmfDefinitionError, build_form, deadline
     from ketamon.domain.record import fold
-    from ketamon.domain.session_rules import Treatment
     from ketamon.services import open_database
     from ketamon.site_settings import load_site_profile
     from ketamon.storage.history import session_readings
-    from ketamon.storage.models import TreatmentSession
-    from ketamon.storage.repository import SqlSessionRepository
+    from ketamon.storage.repository import SqlSessionRepository, previous_session
 
     paths = _paths(args)
     config = load_config(paths.config_file)
@@ -814,27 +810,8 @@ def cmd_pmf(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         reviewed = Reviewed(entries, state)
         readings = session_readings(engine, args.session_id)
         # the patient's previous esketamine session: carried-over patient, HCP and setting
-        previous: Reviewed | None = None
-        with engine.connect() as conn:
-            patient_id = conn.execute(
-                select(TreatmentSession.patient_id).where(TreatmentSession.id == args.session_id)
-            ).scalar()
-            earlier = conn.execute(
-                select(TreatmentSession.id)
-                .where(
-                    TreatmentSession.patient_id == patient_id,
-                    TreatmentSession.id < args.session_id,
-                )
-                .order_by(TreatmentSession.id.desc())
-                .limit(10)
-            ).scalars()
-            earlier_ids = list(earlier)
-        for sid in earlier_ids:
-            prev_entries = tuple(repo.load(sid))
-            prev_state = fold(prev_entries)
-            if prev_state is not None and prev_state.plan.treatment is Treatment.ESKETAMINE:
-                previous = Reviewed(prev_entries, prev_state)
-                break
+        found = previous_session(engine, args.session_id)
+        previous = None if found is None else Reviewed(*found)
     finally:
         engine.dispose()
     try:

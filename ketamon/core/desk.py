@@ -45,6 +45,8 @@ class DeskContext:
     auth: Authenticator
     #: the site's settings a form or a signature needs (HCP, setting, deadlines, meanings)
     site: Mapping[str, Any] = field(default_factory=dict)
+    #: the session's monitor and manual readings (the form's 40-minute BP comes from them)
+    readings: Sequence[Any] = ()
 
 
 #: a handler: (the session as recorded, the command, the context) -> the entries to record
@@ -75,12 +77,14 @@ class SessionDesk:
         clock: Callable[[], datetime],
         *,
         site: Mapping[str, Any] | None = None,
+        load_readings: Callable[[int], Sequence[Any]] | None = None,
     ) -> None:
         _load_handlers()
         self.repo = repository
         self.auth = authenticator
         self.clock = clock
         self.site: Mapping[str, Any] = dict(site or {})
+        self._readings = load_readings
         self._lock = threading.Lock()  # one command at a time: the fold follows the record
 
     def open(self, session_id: int, actor: Actor) -> Reviewed:
@@ -106,7 +110,8 @@ class SessionDesk:
             from ketamon.core.signing import refuse_if_signed  # (it imports this module)
 
             refuse_if_signed(reviewed, command)  # signed: locked but for addenda and the PMF
-            ctx = DeskContext(self.clock(), actor, self.auth, self.site)
+            readings = self._readings(session_id) if self._readings is not None else ()
+            ctx = DeskContext(self.clock(), actor, self.auth, self.site, readings)
             drafts = handler(reviewed, command, ctx)
             if not drafts:
                 return reviewed

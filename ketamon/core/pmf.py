@@ -859,7 +859,7 @@ def record_submission(
     if problems:
         raise Refused(problems)
     assert when is not None
-    form = build_form(reviewed, ctx.site)
+    form = build_form(reviewed, ctx.site, readings=list(ctx.readings) or None)
     data = {
         "method": cmd.method,
         "submitted_at": when.isoformat(),

@@ -50,6 +50,10 @@ KIND_LABELS = {
     EntryKind.DISCHARGED: "Discharged",
     EntryKind.CANCELLED: "Cancelled (entered in error)",
     EntryKind.ENDED: "Monitoring ended",
+    EntryKind.SIGNED: "Signed",
+    EntryKind.ADDENDUM: "Addendum",
+    EntryKind.PMF_FIELDS: "PMF fields entered",
+    EntryKind.PMF_SUBMITTED: "PMF submitted",
 }
 
 
@@ -181,6 +185,19 @@ def describe(e: SessionEntry, kinds: Mapping[int, EntryKind] | None = None) -> s
     if k is EntryKind.LIMIT_CHANGED:
         bounds = "/".join("–" if v is None else f"{float(v):g}" for v in (d["low"], d["high"]))
         return f"{d['limit_id']} → {bounds} for this session — {d.get('reason', '')}"
+    if k in (EntryKind.SIGNED, EntryKind.ADDENDUM):
+        who = str(d.get("name", e.author))
+        if d.get("credentials"):
+            who += f", {d['credentials']}"
+        text = f"{who} — {d.get('meaning', '')} (SHA-256 {str(d.get('content_sha256', ''))[:16]}…)"
+        return (f"{d.get('text', '')} — signed by " + text) if k is EntryKind.ADDENDUM else text
+    if k is EntryKind.PMF_FIELDS:
+        return ", ".join(f"{f}: {v}" for f, v in d.get("values", {}).items())
+    if k is EntryKind.PMF_SUBMITTED:
+        return (
+            f"by {d.get('method', '')} at {d.get('submitted_at', '')}, reference "
+            f"{d.get('reference', '')} (form {d.get('form_version', '')})"
+        )
     if k is EntryKind.DISCHARGED:
         text = f"after {d['total_min']} min; ready to leave at {d['ready_to_leave_min']} min"
         if d.get("unmet"):

@@ -207,6 +207,8 @@ class ChairCore:
                 raise Refused([f"Session {session_id} has no record"])
             if state.chair != self.chair:
                 raise Refused([f"Session {session_id} belongs to {state.chair}"])
+            if state.ended:
+                raise Refused([f"Session {session_id} has ended: it is reviewed at the desk"])
             self._state, self._entries = state, entries
             self.alarms.configure(
                 profile=profile_for(self.base_profile, state),

@@ -145,7 +145,9 @@ def refuse_if_signed(reviewed: Reviewed, command: object) -> None:
 # ---- rules -----------------------------------------------------------------------------------
 
 
-def sign_blockers(reviewed: Reviewed, site: Mapping[str, Any]) -> list[str]:
+def sign_blockers(
+    reviewed: Reviewed, site: Mapping[str, Any], readings: Sequence[Any] = ()
+) -> list[str]:
     """Required PMF fields still missing (Spravato sessions only); empty: nothing blocks."""
     if reviewed.state.plan.treatment is not Treatment.ESKETAMINE:
         return []
@@ -154,7 +156,7 @@ def sign_blockers(reviewed: Reviewed, site: Mapping[str, Any]) -> list[str]:
     missing = getattr(pmf, "missing_fields", None)
     if missing is None:  # the form's rules are not there yet: nothing to wait for
         return []
-    fields = [str(f) for f in missing(reviewed, site)]
+    fields = [str(f) for f in missing(reviewed, site, readings=list(readings) or None)]
     if not fields:
         return []
     return [
@@ -218,7 +220,7 @@ def sign(reviewed: Reviewed, cmd: Sign, ctx: DeskContext) -> Sequence[EntryDraft
     if meaning is None or "sign" not in meaning.uses:
         choices = ", ".join(m.id for m in meanings.for_use("sign"))
         reasons.append(f"Choose what your signature means ({choices}), not {cmd.meaning_id!r}")
-    reasons += sign_blockers(reviewed, ctx.site)
+    reasons += sign_blockers(reviewed, ctx.site, ctx.readings)
     if reasons:
         raise Refused(reasons)
     assert meaning is not None

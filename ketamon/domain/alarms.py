@@ -28,12 +28,19 @@ class Breach:
     priority: Priority
     label: str
     time: datetime
+    baseline: float | None = None  # the BP-rise rule: the pre-dose value it is measured from
 
     def describe(self) -> str:
         if self.limit_id.startswith("iv_hold_"):  # the site's IV-hold rule is "at or above"
             return (
                 f"{self.priority.marker} {self.label} {self.value:g} ≥ {self.limit:g}"
                 " (site protocol)"
+            )
+        if self.direction == "rise" and self.baseline is not None:
+            rise, allowed = self.value - self.baseline, self.limit - self.baseline
+            return (
+                f"{self.priority.marker} {self.label} {self.value:g}: +{rise:g} over the "
+                f"pre-dose {self.baseline:g} (flag at +{allowed:g})"
             )
         word = {"low": "below", "high": "above", "rise": "rise over baseline ≥"}[self.direction]
         return f"{self.priority.marker} {self.label} {self.value:g} ({word} {self.limit:g})"
@@ -95,6 +102,7 @@ def evaluate_bp_rise(
             priority=rule.priority,
             label=f"BP rise ({reading.parameter.removeprefix('nibp_')})",
             time=reading.host_time,
+            baseline=base,
         )
     return None
 

@@ -287,7 +287,7 @@ class Signature:
     meaning_id: str
     meaning: str
     content_sha256: str
-    covers_entry_id: int  # every entry with a smaller id is what was signed
+    covers_entry_id: int  # the last entry signed: every entry up to and including it
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,7 @@ class Actor:
     username: str
     full_name: str
     role: Role
+    credentials: str = ""  # e.g. "MD": printed with a signature (21 CFR 11.50)
 
     @property
     def is_physician(self) -> bool:

@@ -917,3 +917,31 @@ __all__ = [
     "SqlSessionRepository",
     "list_sessions",
 ]
+
+
+def previous_session(
+    engine: Engine, session_id: int, treatment: str = "esketamine", *, look_back: int = 10
+) -> tuple[tuple[SessionEntry, ...], SessionState] | None:
+    """The same patient's latest earlier session of ``treatment`` (what a form carries over),
+    looking at most ``look_back`` sessions back."""
+    from ketamon.domain.record import fold
+
+    with Session(engine) as s:
+        patient_id = s.scalar(
+            select(TreatmentSession.patient_id).where(TreatmentSession.id == session_id)
+        )
+        earlier = list(
+            s.scalars(
+                select(TreatmentSession.id)
+                .where(TreatmentSession.patient_id == patient_id, TreatmentSession.id < session_id)
+                .order_by(TreatmentSession.id.desc())
+                .limit(look_back)
+            )
+        )
+    repo = SqlSessionRepository(engine)
+    for sid in earlier:
+        entries = tuple(repo.load(sid))
+        state = fold(entries)
+        if state is not None and state.plan.treatment.value == treatment:
+            return entries, state
+    return None

@@ -53,6 +53,7 @@ class AuthenticatedUser:
     username: str
     full_name: str
     role: Role
+    credentials: str = ""  # e.g. "MD", "RN": shown with a signature
 
     @property
     def is_physician(self) -> bool:
@@ -239,7 +240,9 @@ def authenticate(target: Engine | Session, username: str, password: str) -> Auth
                 user.password_hash = hash_password(password)
             user.last_login_at = utcnow()
             s.flush()
-        return AuthenticatedUser(user.id, user.username, user.full_name, user.role)
+        return AuthenticatedUser(
+            user.id, user.username, user.full_name, user.role, user.credentials or ""
+        )
 
     return in_session(target, op)
 

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QTabWidget, QVBo
 from ketamon import SAFETY_STATEMENT
 from ketamon.ui.chair_view import ChairViewWidget
 from ketamon.ui.overview import OverviewWidget
+from ketamon.ui.review import ReviewWidget
 from ketamon.ui.sound import AlarmSounder
 
 
@@ -36,6 +37,7 @@ class MainWindow(QMainWindow):
         self.chair_views: list[ChairViewWidget] = []
         self.sounder: AlarmSounder | None = None
         self.overview: OverviewWidget | None = None
+        self.review: ReviewWidget | None = None
         for i in range(10):
             sc = QShortcut(QKeySequence(f"Ctrl+{i}"), self)
             sc.activated.connect(lambda i=i: self.tabs.setCurrentIndex(i))
@@ -55,6 +57,19 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(view, f"{view.model.name} (Ctrl+{i})")
             view.start()
         self._overview_timer.start()
+
+    def add_review(self, review: ReviewWidget) -> None:
+        """The review desk, after the chairs (Ctrl+R)."""
+        self.review = review
+        self.tabs.addTab(review, "Review (Ctrl+R)")
+        sc = QShortcut(QKeySequence("Ctrl+R"), self)
+        sc.activated.connect(lambda: self.tabs.setCurrentWidget(review))
+        self.tabs.currentChanged.connect(self._on_tabs_current_changed)
+
+    def _on_tabs_current_changed(self, index: int) -> None:
+        review = self.review
+        if review is not None and self.tabs.widget(index) is review:
+            review.refresh()  # the list as of now, each time the desk is opened
 
     def _on_overview_timer_timeout(self) -> None:
         if self.overview is not None:

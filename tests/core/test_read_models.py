@@ -53,3 +53,10 @@ def test_the_record_in_words_keeps_the_order_and_shows_corrections() -> None:
     text = [f"{x.label}: {x.text}" for x in lines]
     assert any(t.startswith("Esketamine device: device 2") for t in text)
     assert any("score 2 → 4 — reason: scored the wrong patient" in t for t in text)
+
+
+def test_every_kind_has_words() -> None:
+    from ketamon.core.read_models import KIND_LABELS
+    from ketamon.domain.record import EntryKind
+
+    assert set(KIND_LABELS) == set(EntryKind)

@@ -62,7 +62,7 @@ def desk_for(chair: Chair) -> SessionDesk:
 def _pmf_complete(monkeypatch: pytest.MonkeyPatch) -> None:
     """The PMF's required fields count as filled in (the PMF's own tests fill them); the tests
     about the PMF blocking a signature set their own ``missing_fields``."""
-    monkeypatch.setattr(pmf, "missing_fields", lambda reviewed, site: [], raising=False)
+    monkeypatch.setattr(pmf, "missing_fields", lambda reviewed, site, **kw: [], raising=False)
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ def test_missing_pmf_fields_block_a_spravato_signature(
 ) -> None:
     asked: list[Reviewed] = []
 
-    def missing(reviewed: Reviewed, site: object) -> list[str]:
+    def missing(reviewed: Reviewed, site: object, **kw: object) -> list[str]:
         asked.append(reviewed)
         return ["Lot number", "Serious adverse event"]
 
@@ -197,14 +197,14 @@ def test_missing_pmf_fields_block_a_spravato_signature(
     desk = desk_for(chair)
     refused(desk, sid, c.Sign(MEANING, PASSWORD), PHYSICIAN, "Lot number, Serious adverse event")
     assert asked and asked[0].state.session_id == sid
-    monkeypatch.setattr(pmf, "missing_fields", lambda r, s: [], raising=False)
+    monkeypatch.setattr(pmf, "missing_fields", lambda r, s, **kw: [], raising=False)
     assert desk.execute(sid, c.Sign(MEANING, PASSWORD), PHYSICIAN).state.signed
 
 
 def test_the_pmf_is_not_asked_for_iv_sessions(
     chair: Chair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pmf, "missing_fields", lambda r, s: ["everything"], raising=False)
+    monkeypatch.setattr(pmf, "missing_fields", lambda r, s, **kw: ["everything"], raising=False)
     chair.do(c.StartSession(SAM, IV, confirmed=True))
     chair.do(screening())
     chair.do(c.Cancel("patient declined"))
@@ -341,7 +341,8 @@ def test_the_chair_cannot_take_a_signed_session_up_again(chair: Chair) -> None:
     desk_for(chair).execute(sid, c.Sign(MEANING, PASSWORD), PHYSICIAN)
     record = list(chair.repo.load(sid))
     fresh = make_chair(chair.repo, chair.clock)
-    fresh.core.resume(sid)
+    with pytest.raises(Refused, match="has ended"):
+        fresh.core.resume(sid)
     assert fresh.core.state is None  # ended (and signed): nothing runs at the chair
     for cmd in (
         c.AddNote("late"),
@@ -355,5 +356,6 @@ def test_the_chair_cannot_take_a_signed_session_up_again(chair: Chair) -> None:
     ):
         with pytest.raises(Refused):
             fresh.do(cmd, PHYSICIAN)
-    fresh.do(c.RecordLink("lost", "cable"), fresh.core.system())
+    with pytest.raises(Refused):  # nor do the monitor's events reach it
+        fresh.do(c.RecordLink("lost", "cable"), fresh.core.system())
     assert list(chair.repo.load(sid)) == record

@@ -20,7 +20,7 @@ from ketamon.core import commands as c
 from ketamon.core.alarms import EngineAlarms
 from ketamon.core.memory import MemoryRepository
 from ketamon.core.ports import AuthFailed, EntryDraft
-from ketamon.core.session import ChairCore
+from ketamon.core.session import ChairCore, Refused
 from ketamon.domain.alarms import AlarmEngine
 from ketamon.domain.record import EntryKind, PatientInfo, Plan, SessionEntry, fold
 from ketamon.domain.roles import Actor, Role
@@ -803,8 +803,10 @@ def test_the_record_folded_is_the_cores_state_after_an_esketamine_session(
             .where(AuditEntry.entity == "session_entry", AuditEntry.session_id == sid)
         )
         assert n_audit == len(loaded)
-    # a restarted chair resumes from the record alone
+    # the record alone rebuilds the state; a chair no longer takes the ended session
     clock = Clock(chair.clock.now)
     prof = profile()
     fresh = ChairCore("Chair 1", repo, DbPasswords(engine), prof, clock)
-    assert fresh.resume(sid) == final
+    assert fold(repo.load(sid)) == final
+    with pytest.raises(Refused, match="has ended"):
+        fresh.resume(sid)

@@ -124,7 +124,7 @@ class World:
 def _pmf_complete(monkeypatch: pytest.MonkeyPatch) -> None:
     """The PMF's required fields count as filled in (the PMF's own tests fill them); the tests
     about the PMF blocking a signature set their own ``missing_fields``."""
-    monkeypatch.setattr(pmf, "missing_fields", lambda reviewed, site: [], raising=False)
+    monkeypatch.setattr(pmf, "missing_fields", lambda reviewed, site, **kw: [], raising=False)
 
 
 @pytest.fixture(params=["own_session", "writer"])
@@ -302,7 +302,8 @@ def test_the_desk_and_the_chair_on_a_signed_session(world: World) -> None:
         with pytest.raises(Refused):
             world.desk.execute(sid, cmd, world.doc)
     chair = world.new_chair()
-    chair.resume(sid)
+    with pytest.raises(Refused, match="has ended"):
+        chair.resume(sid)  # a chair does not take an ended (and here signed) session back
     assert chair.state is None
     for chair_cmd in (c.AddNote("late"), c.RecordMoaas(4), c.Cancel("x"), c.EndMonitoring("x")):
         with pytest.raises(Refused):

@@ -1,0 +1,152 @@
+"""The review presenter: finished sessions for the physician's (and auditor's) review desk.
+
+Everything it reads or records runs on the station's command thread; widgets get snapshots:
+the session as recorded, its figures, its record in words, a chart buffer of its readings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from devices.readings import Reading
+from ketamon.acquisition.buffers import TrendBuffers
+from ketamon.core import commands as c
+from ketamon.core.desk import Reviewed, SessionDesk
+from ketamon.core.read_models import RecordLine, SessionFigures, record_lines, session_figures
+from ketamon.core.session import Refused
+from ketamon.domain.roles import Action, Actor, allowed
+from ketamon.domain.session_clock import SessionClock
+from ketamon.presenters.runner import CommandRunner, Pending
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewView:
+    """One session, opened for review."""
+
+    reviewed: Reviewed
+    lines: list[RecordLine]
+    figures: SessionFigures
+    buffers: TrendBuffers
+    form: Any = None  # the PMF form (ketamon.core.pmf), for esketamine sessions
+    deadline: Any = None
+
+    @property
+    def session_id(self) -> int:
+        return self.reviewed.state.session_id
+
+    def clock(self) -> SessionClock:
+        s = self.reviewed.state
+        return SessionClock(s.started, s.first_dose)
+
+    def end(self) -> datetime:
+        s = self.reviewed.state
+        return s.ended_at or (self.reviewed.entries[-1].at if self.reviewed.entries else s.started)
+
+
+class ReviewPresenter(QObject):
+    sig_session_changed = Signal(object)  # ReviewView, after a signature, addendum or PMF entry
+
+    def __init__(
+        self,
+        desk: SessionDesk,
+        runner: CommandRunner,
+        user: Callable[[], Actor],
+        *,
+        list_sessions: Callable[[], Sequence[Any]],
+        load_readings: Callable[[int], list[Reading]],
+        form: Callable[[Reviewed, list[Reading]], tuple[Any, Any]] | None = None,
+        print_form: Callable[[ReviewView, str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._desk = desk
+        self._runner = runner
+        self._user = user
+        self._list = list_sessions
+        self._load = load_readings
+        self._form = form
+        self._print = print_form
+
+    @property
+    def actor(self) -> Actor:
+        return self._user()
+
+    def may(self, action: Action) -> bool:
+        return allowed(self.actor.role, action)
+
+    def sessions(self) -> Pending[Sequence[Any]]:
+        return self._runner.submit(self._list, "session list")
+
+    def _view(self, reviewed: Reviewed) -> ReviewView:
+        readings = self._load(reviewed.state.session_id)
+        buffers = TrendBuffers()
+        buffers.extend(readings)
+        form = deadline = None
+        if self._form is not None:
+            form, deadline = self._form(reviewed, readings)
+        return ReviewView(
+            reviewed,
+            record_lines(reviewed.entries),
+            session_figures(
+                reviewed.state, [(r.parameter, r.value, r.host_time) for r in readings if r.valid]
+            ),
+            buffers,
+            form,
+            deadline,
+        )
+
+    def open(self, session_id: int) -> Pending[ReviewView]:
+        desk, actor = self._desk, self.actor
+        return self._runner.submit(lambda: self._view(desk.open(session_id, actor)), "review")
+
+    def _do(self, session_id: int, command: object, what: str) -> Pending[ReviewView]:
+        desk, actor = self._desk, self.actor
+
+        def run() -> ReviewView:
+            return self._view(desk.execute(session_id, command, actor))
+
+        pending = self._runner.submit(run, what)
+        pending.on_done(self._on_done)
+        return pending
+
+    def _on_done(self, p: Pending[ReviewView]) -> None:
+        if p.ok and p.result is not None:
+            self.sig_session_changed.emit(p.result)
+
+    def sign(self, session_id: int, meaning_id: str, password: str) -> Pending[ReviewView]:
+        return self._do(session_id, c.Sign(meaning_id, password), "signature")
+
+    def add_addendum(self, session_id: int, text: str, password: str) -> Pending[ReviewView]:
+        return self._do(session_id, c.AddAddendum(text, password), "addendum")
+
+    def enter_pmf(
+        self, session_id: int, values: Mapping[str, object], form_version: str
+    ) -> Pending[ReviewView]:
+        return self._do(session_id, c.EnterPmfFields(dict(values), form_version), "PMF fields")
+
+    def print_pmf(self, view: ReviewView, path: str) -> Pending[None]:
+        """The filled form as a PDF at ``path`` (refused, with the reasons, while incomplete)."""
+        p: Pending[None] = Pending("print")
+        try:
+            if self._print is None:
+                raise Refused(["Printing is not available here"])
+            missing = list(getattr(view.form, "missing", []) or [])
+            if missing:
+                raise Refused(["Fill these fields first: " + ", ".join(map(str, missing))])
+            self._print(view, path)
+        except Refused as exc:
+            p.reasons = exc.reasons
+        except OSError as exc:
+            p.reasons = [f"Cannot write {path}: {exc.strerror or exc}"]
+        p._resolve()
+        return p
+
+    def record_submission(
+        self, session_id: int, method: str, submitted_at: str, reference: str
+    ) -> Pending[ReviewView]:
+        cmd = c.RecordPmfSubmission(method, submitted_at, reference)
+        return self._do(session_id, cmd, "PMF submission")

@@ -1,0 +1,190 @@
+"""The review desk through the window: a physician finds the finished session, is stopped by a
+missing PMF field, fills it and signs, prints the PMF, records the fax and adds an addendum; an
+auditor reads and cannot sign. (The rules themselves are tested Qt-free in tests/core.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from ketamon.domain.record import PatientInfo, Plan
+from ketamon.domain.session_rules import Treatment
+from ketamon.storage.audit import acting_as
+from ketamon.storage.models import Role
+from ketamon.storage.users import create_user, system_user_id
+
+from .conftest import Rig
+
+PATIENT = PatientInfo(
+    None,
+    "DEMO-0001",
+    "Alex",
+    "Demo",
+    date_of_birth="1980-02-03",
+    sex="female",
+    weight_kg=78.0,
+    rems_enrolled=True,
+)
+CHECKLIST = {"steady_gait": True, "escort_present": True, "instructions_given": True}
+
+
+def finished_session(rig: Rig) -> int:
+    """An esketamine session at Chair 1, run to its discharge through the presenter."""
+    m = rig.presenter(0)
+    assert m.start_session(PATIENT, Plan(Treatment.ESKETAMINE, 56.0), confirmed=True).wait().ok
+    assert (
+        m.record_screening(
+            bp=(120, 80),
+            hr=70,
+            bp_source="manual",
+            fasting=True,
+            escort=True,
+            rems_enrolled=True,
+            medicines={"opioid": True},
+        )
+        .wait()
+        .ok
+    )
+    assert m.log_esketamine_device("LOT-24A").wait().ok
+    rig.advance(5)
+    assert m.log_esketamine_device("LOT-24A").wait().ok
+    rig.advance(40)
+    assert m.record_manual_vitals({"nibp_sys": 150, "nibp_dia": 92}).wait().ok
+    rig.settle()
+    if m.symptom_check_pending:
+        assert m.record_symptom_check({k: False for k in m_symptoms()}).wait().ok
+    rig.advance(81, step_s=300)
+    assert (
+        m.record_manual_vitals({"nibp_sys": 122, "nibp_dia": 78, "spo2": 98, "rr": 14}).wait().ok
+    )
+    assert m.record_moaas(5).wait().ok
+    rig.settle()
+    if m.symptom_check_pending:
+        assert m.record_symptom_check({k: False for k in m_symptoms()}).wait().ok
+    p = m.discharge(
+        CHECKLIST,
+        100,
+        password="demo",
+        override_reason="accepted at the bedside",
+        physician="doctor",
+        physician_password="demo",
+    ).wait()
+    assert p.ok, p.reasons
+    last = m.last_state
+    assert last is not None and last.discharge is not None
+    return last.session_id
+
+
+def m_symptoms() -> list[str]:
+    from ketamon.domain.side_effects import BP_SYMPTOMS
+
+    return [k for k, _ in BP_SYMPTOMS]
+
+
+def review(rig: Rig):  # type: ignore[no-untyped-def]
+    w = rig.window.review
+    assert w is not None
+    rig.window.tabs.setCurrentWidget(w)  # opening the desk refreshes the list
+    rig.settle()
+    return w
+
+
+def test_a_physician_reviews_signs_prints_records_the_fax_and_adds_an_addendum(
+    rig: Rig, tmp_path: Path
+) -> None:
+    sid = finished_session(rig)
+    rig.station.sign_in("doctor", "demo")
+    w = review(rig)
+    w.status.setCurrentIndex(2)  # awaiting signature
+    assert w.table.rowCount() == 1 and "Alex Demo" in w.table.item(0, 2).text()
+    w.table.setCurrentCell(0, 0)
+    rig.settle()
+    assert w.view is not None and w.view.session_id == sid
+    assert any(
+        "Esketamine device: device 2" in w.timeline.item(i).text()
+        for i in range(w.timeline.count())
+    )
+    assert "Peak BP" in w.figures.text() and "over the baseline" in w.figures.text()
+    assert "ready to leave at</b> 100 min" in w.figures.text()
+    # the site has not filled in its monitoring HCP: signing is refused, the fields listed
+    w.sign_password.setText("demo")
+    rig.click(w.sign_button)
+    rig.settle()
+    assert "missing" in w.error.text()
+    assert not rig.presenter(0).last_state.signed  # type: ignore[union-attr]
+    # fill every missing field in the form's table, save, sign
+    missing = set(w.view.form.missing)
+    for i in range(w.form_table.rowCount()):
+        label = w.form_table.item(i, 0).text().removeprefix("⚠ ")
+        if label in missing:
+            w.form_table.item(i, 1).setText(_value_for(label))
+    rig.click(w.save_fields)
+    rig.settle()
+    assert w.error.text() == "", w.error.text()
+    assert w.view.form.missing == [], w.view.form.missing
+    w.sign_password.setText("demo")
+    rig.click(w.sign_button)
+    rig.settle()
+    assert w.error.text() == ""
+    assert "Signed by" in w.manifestation.text() and "SHA-256" in w.manifestation.text()
+    # the PMF as PDF, then the fax confirmation, then an addendum
+    pdf = tmp_path / "pmf.pdf"
+    w.print_to(str(pdf))
+    assert w.error.text() == "" and pdf.read_bytes().startswith(b"%PDF")
+    w.method.setCurrentText("fax")
+    w.submitted_at.setText(rig.clock.now().isoformat())
+    w.reference.setText("FAX-2026-0042")
+    rig.click(w.submit_button)
+    rig.settle()
+    assert w.error.text() == ""
+    assert any(
+        "FAX-2026-0042" in w.timeline.item(i).text() or "fax" in w.timeline.item(i).text().lower()
+        for i in range(w.timeline.count())
+    )
+    w.addendum_text.setPlainText("Patient phoned next day: well, no headache.")
+    w.addendum_password.setText("demo")
+    rig.click(w.addendum_button)
+    rig.settle()
+    assert w.error.text() == ""
+    assert w.addenda.count() == 1 and "phoned next day" in w.addenda.item(0).text()
+    rig.shot("review-signed")
+
+
+def _value_for(label: str) -> str:
+    low = label.lower()
+    if "email" in low:
+        return "clinic@example.org"
+    if "phone" in low:
+        return "555-0100"
+    if "zip" in low:
+        return "90001"
+    if "state" in low:
+        return "CA"
+    return "Example Clinic"
+
+
+def test_an_auditor_reads_but_cannot_sign(rig: Rig) -> None:
+    finished_session(rig)
+    with rig.station.writer.engine.begin() as _c:  # type: ignore[union-attr]
+        pass
+    from sqlalchemy.orm import Session
+
+    with Session(rig.engine) as s, s.begin(), acting_as(s, system_user_id(s)):
+        create_user(
+            s,
+            username="otto",
+            full_name="Otto Auditor",
+            role=Role.AUDITOR,
+            password="audit pass 1",
+        )
+    rig.station.sign_in("otto", "audit pass 1")
+    w = review(rig)
+    w.table.setCurrentCell(0, 0)
+    rig.settle()
+    assert w.view is not None and w.timeline.count() > 5
+    assert not w.sign_button.isVisible() and not w.save_fields.isVisible()
+    # and the desk itself refuses, whatever a widget shows
+    p = w.model.sign(w.view.session_id, "reviewed_discharge_criteria_met", "audit pass 1").wait()
+    assert not p.ok and "read-only" in p.reasons[0]
+    QApplication.processEvents()
