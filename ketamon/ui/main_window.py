@@ -62,6 +62,11 @@ class MainWindow(QMainWindow):
         """The review desk, after the chairs (Ctrl+R)."""
         self.review = review
         self.tabs.addTab(review, "Review (Ctrl+R)")
+        self._pmf_timer = QTimer(self)
+        self._pmf_timer.setInterval(60_000)
+        self._pmf_timer.timeout.connect(self._on_pmf_timer_timeout)
+        self._pmf_timer.start()
+        self._on_pmf_timer_timeout()
         sc = QShortcut(QKeySequence("Ctrl+R"), self)
         sc.activated.connect(lambda: self.tabs.setCurrentWidget(review))
         self.tabs.currentChanged.connect(self._on_tabs_current_changed)
@@ -70,6 +75,26 @@ class MainWindow(QMainWindow):
         review = self.review
         if review is not None and self.tabs.widget(index) is review:
             review.refresh()  # the list as of now, each time the desk is opened
+
+    def _on_pmf_timer_timeout(self) -> None:
+        """The REMS forms' counts on the overview, once a minute (read off the UI thread)."""
+        review, overview = self.review, self.overview
+        if review is None or overview is None:
+            return
+
+        def done(_p: object) -> None:
+            c = review.pmf_counts
+            overdue, warned, due = c.get("overdue", 0), c.get("warned", 0), c.get("due", 0)
+            if overdue or warned or due:
+                text = (
+                    f"REMS forms: {overdue} overdue, {warned} near the deadline, {due} due "
+                    "(Review, Ctrl+R)"
+                )
+            else:
+                text = "REMS forms: none due"
+            overview.set_pmf_counts(text, urgent=bool(overdue or warned))
+
+        review.refresh().on_done(done)
 
     def _on_overview_timer_timeout(self) -> None:
         if self.overview is not None:
@@ -86,6 +111,9 @@ class MainWindow(QMainWindow):
 
     def stop(self) -> None:
         self._overview_timer.stop()
+        timer = getattr(self, "_pmf_timer", None)
+        if timer is not None:
+            timer.stop()
         if self.sounder is not None:
             self.sounder.close()
         for v in self.chair_views:

@@ -80,7 +80,14 @@ class OverviewWidget(QWidget):
 
     def __init__(self, models: Sequence[ChairPresenter], parent: QWidget | None = None):
         super().__init__(parent)
-        grid = QGridLayout(self)
+        outer = QVBoxLayout(self)
+        #: REMS forms due / overdue (from the review desk's list), so nobody misses day 7
+        self.pmf_label = QLabel("")
+        self.pmf_label.setObjectName("pmfCounts")
+        self.pmf_label.setStyleSheet("font-size: 12pt")
+        outer.addWidget(self.pmf_label)
+        grid = QGridLayout()
+        outer.addLayout(grid, 1)
         self.cards: list[ChairCard] = []
         for i, m in enumerate(models):
             card = ChairCard(m)
@@ -88,6 +95,12 @@ class OverviewWidget(QWidget):
             grid.addWidget(card, i // 3, i % 3)
             self.cards.append(card)
         grid.setRowStretch(len(models) // 3 + 1, 1)
+
+    def set_pmf_counts(self, text: str, urgent: bool) -> None:
+        self.pmf_label.setText(text)
+        self.pmf_label.setStyleSheet(
+            "font-size: 12pt; font-weight: bold; color: #ffcc00" if urgent else "font-size: 12pt"
+        )
 
     def refresh(self) -> None:
         for c in self.cards:

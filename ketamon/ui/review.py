@@ -90,6 +90,7 @@ class ReviewWidget(QWidget):
         self._profile = profile
         self._meanings = list(meanings)
         self._rows: list[Any] = []
+        self.pmf_counts: dict[str, int] = {}
         self.view: ReviewView | None = None
         root = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -275,6 +276,7 @@ class ReviewWidget(QWidget):
         for r in self._rows:
             k = str(_get(r, "pmf", "pmf_status", default=""))
             counts[k] = counts.get(k, 0) + 1
+        self.pmf_counts = counts
         self.board.setText(
             "PMF: "
             + ", ".join(

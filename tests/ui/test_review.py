@@ -94,6 +94,10 @@ def test_a_physician_reviews_signs_prints_records_the_fax_and_adds_an_addendum(
     rig: Rig, tmp_path: Path
 ) -> None:
     sid = finished_session(rig)
+    rig.window._on_pmf_timer_timeout()  # what the overview's minute timer does
+    rig.settle()
+    overview = rig.window.overview
+    assert overview is not None and "1 due" in overview.pmf_label.text()
     rig.station.sign_in("doctor", "demo")
     w = review(rig)
     w.status.setCurrentIndex(2)  # awaiting signature
