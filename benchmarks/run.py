@@ -1,7 +1,7 @@
 """ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
 
 Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart,
-restore, audit_verify.
+restore, review, audit_verify.
 """
 
 from __future__ import annotations
@@ -401,6 +401,21 @@ def bench_audit_verify() -> None:
         emit("audit_verify_rate", report.audit_rows / dt, "rows/s")
 
 
+def bench_review() -> None:
+    """The review desk: open a finished 3-hour session and draw it (best of 3)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, str(HERE / "_review_probe.py"), "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith("review_open")]
+    print("\n".join(lines) if lines else f"review: failed ({out.stderr[-500:]})", flush=True)
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "startup": bench_startup,
     "decode": bench_decode,
@@ -408,6 +423,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "station": bench_station,
     "chart": bench_chart,
     "restore": bench_restore,
+    "review": bench_review,
     "audit_verify": bench_audit_verify,
 }
 

@@ -143,6 +143,17 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             curve.setClipToView(True)
             self.curves[key] = curve
 
+    def set_source(
+        self,
+        buffers: TrendBuffers,
+        session_clock: Callable[[], SessionClock],
+        now: Callable[[], datetime],
+    ) -> None:
+        """Draw another session's buffers (the review desk reuses one chart)."""
+        self.buffers, self._session_clock, self._now = buffers, session_clock, now
+        self._drawn_version = -1
+        self.redraw(force=True)
+
     def set_profile(self, profile: ThresholdProfile) -> None:
         """Redraw the threshold lines for another profile (a per-session override)."""
         if profile is self.profile:

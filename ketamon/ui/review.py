@@ -322,15 +322,12 @@ class ReviewWidget(QWidget):
             f"{s.patient.label} · {s.chair} · {s.plan.treatment.value.replace('_', ' ')} · "
             f"{_when(s.started)} · {status}"
         )
-        if self.chart is not None:
-            self.chart.stop()
-            self.chart_box.removeWidget(self.chart)
-            self.chart.deleteLater()
         end = view.end()
-        self.chart = TrendChartWidget(view.buffers, self._profile, view.clock, lambda: end)
-        self.chart.setMinimumHeight(360)
-        self.chart_box.addWidget(self.chart)
-        self.chart.redraw(force=True)
+        if self.chart is None:  # one chart, built once: building one costs ~100 ms
+            self.chart = TrendChartWidget(view.buffers, self._profile, view.clock, lambda: end)
+            self.chart.setMinimumHeight(360)
+            self.chart_box.addWidget(self.chart)
+        self.chart.set_source(view.buffers, view.clock, lambda: end)
         f = view.figures
 
         def num(v: Any, unit: str = "") -> str:
