@@ -172,6 +172,7 @@ class ReviewWidget(QWidget):
         add = QGroupBox("Addenda (a signed session changes only by a signed addendum)")
         al = QFormLayout(add)
         self.addenda = QListWidget()
+        self.addenda.setMaximumHeight(110)
         self.addendum_text = QPlainTextEdit()
         self.addendum_text.setMaximumHeight(80)
         self.addendum_password = _password()
