@@ -95,6 +95,8 @@ def test_chair_audio_pause_ends_on_a_new_high_priority_flag(rig: Rig) -> None:
     assert rig.save(start) == ""
     sounder = rig.window.sounder
     assert sounder is not None
+    model._acq.stop()  # no simulated reading may clear the flag under the test's feet
+    rig.settle()
     rig.click(view.alarm_panel.pause_button)
     assert view.alarm_panel.audio_paused
     n = len(sounder.played)
@@ -120,6 +122,10 @@ def test_a_monitor_flag_is_sounded_once(rig: Rig) -> None:
     assert rig.save(start) == ""
     sounder = rig.window.sounder
     assert sounder is not None
+    # the simulated monitor stops first: its next normal SpO2 must not clear the flag before
+    # it is looked at (a race that made this test fail now and then)
+    model._acq.stop()
+    rig.settle()
     n = len(sounder.played)
     model._acq.inject([_reading(model, "spo2", 85)])
     rig.settle()
