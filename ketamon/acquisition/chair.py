@@ -157,21 +157,9 @@ class ChairAcquisition(QObject):
     def set_first_dose(self, when: datetime | None) -> None:
         self.pipeline.set_first_dose(when)
 
-    def acknowledge_all(self) -> list[AlarmEvent]:
-        return self.pipeline.acknowledge_all()
-
-    def acknowledge(self, key: str) -> list[AlarmEvent]:
-        return self.pipeline.acknowledge(key)
-
     def inject(self, readings: Sequence[Reading], *, store: bool = True) -> None:
         """Readings that did not come from the monitor (manual entry): same buffers and rules."""
         self.pipeline.inject(readings, store=store)
-
-    def set_condition(
-        self, key: str, priority: Priority | None, message: str, *, technical: bool = False
-    ) -> None:
-        """Raise or clear a condition that does not come from a reading (MOAA/S, technical)."""
-        self.pipeline.set_condition(key, priority, message, technical=technical)
 
     def tick(
         self,

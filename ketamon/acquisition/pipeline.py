@@ -250,8 +250,7 @@ class ChairPipeline:
         now = self.clock.now()
         with self._alarm_lock:
             events = self.alarms.acknowledge(key, now)
-            if key == technical.TECH_CLOCK:
-                events += self._clear_clock_flag(now)
+            events += self.acknowledged(key, now)
         self._emit(events)
         return events
 
@@ -259,13 +258,16 @@ class ChairPipeline:
         now = self.clock.now()
         with self._alarm_lock:
             events = self.alarms.acknowledge_all(now)
-            if any(e.key == technical.TECH_CLOCK for e in events):
-                events += self._clear_clock_flag(now)
+            for key in {e.key for e in events}:
+                events += self.acknowledged(key, now)
         self._emit(events)
         return events
 
-    def _clear_clock_flag(self, now: datetime) -> list[AlarmEvent]:
-        # An acknowledged clock jump has been seen: it clears (caller holds the alarm lock).
+    def acknowledged(self, key: str, now: datetime) -> list[AlarmEvent]:
+        """What an acknowledgement of ``key`` ends besides its flag: a clock jump, once seen,
+        clears (the caller holds the alarm lock; the session core acknowledges through it)."""
+        if key != technical.TECH_CLOCK:
+            return []
         self._clock_watch.acknowledged()
         return self.alarms.set_condition(technical.TECH_CLOCK, None, "", now, technical=True)
 

@@ -20,10 +20,14 @@ class EngineAlarms:
         engine: AlarmEngine,
         clock: Callable[[], datetime],
         lock: threading.Lock | threading.RLock | None = None,
+        *,
+        acknowledged: Callable[[str, datetime], list[AlarmEvent]] | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.lock = lock or threading.Lock()
+        #: what else an acknowledgement ends, called under the lock (the acquisition's hook)
+        self._acknowledged = acknowledged
 
     def set_condition(
         self, key: str, priority: Priority | None, message: str, *, technical: bool = False
@@ -35,11 +39,20 @@ class EngineAlarms:
 
     def acknowledge(self, key: str) -> list[AlarmEvent]:
         with self.lock:
-            return self.engine.acknowledge(key, self.clock())
+            now = self.clock()
+            events = self.engine.acknowledge(key, now)
+            if self._acknowledged is not None:
+                events += self._acknowledged(key, now)
+            return events
 
     def acknowledge_all(self) -> list[AlarmEvent]:
         with self.lock:
-            return self.engine.acknowledge_all(self.clock())
+            now = self.clock()
+            events = self.engine.acknowledge_all(now)
+            if self._acknowledged is not None:
+                for key in sorted({e.key for e in events}):
+                    events += self._acknowledged(key, now)
+            return events
 
     def reset(self) -> list[AlarmEvent]:
         with self.lock:

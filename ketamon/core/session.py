@@ -12,8 +12,8 @@ import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from ketamon.core import commands as c
 from ketamon.core.ports import (
@@ -38,7 +38,6 @@ from ketamon.domain.scales import cadss_score, moaas_priority
 from ketamon.domain.session_rules import (
     ESKETAMINE_DOSES_MG,
     PredoseState,
-    PrescriberDecision,
     Treatment,
     devices_for_dose,
     dose_blockers,
@@ -242,11 +241,12 @@ class ChairCore:
         if isinstance(cmd, c.StartSession):
             return self._start(cmd, actor, now)
         if state is None:
-            if isinstance(cmd, c.RecordAlarmEvents | c.RecordLink):
-                return Outcome(self._state, ()) if self._state else _nothing()
+            last = self._state  # events of a session that has just ended: nothing to record
+            if last is not None and isinstance(cmd, c.RecordAlarmEvents | c.RecordLink):
+                return Outcome(last, ())
             raise Refused(["No session is running at this chair"])
         handler = _HANDLERS[type(cmd)]
-        return handler(self, state, cmd, actor, now, latest, action)
+        return handler(_Call(self, state, actor, now, latest, action), cmd)
 
     def _resync(self, session_id: int) -> None:
         entries = tuple(self.repo.load(session_id))
@@ -394,10 +394,6 @@ class ChairCore:
         return Outcome(state, (entry,))
 
 
-def _nothing() -> Outcome:
-    raise Refused(["No session is running at this chair"])
-
-
 def _active_alarms(state: SessionState) -> list[Any]:
     from ketamon.domain.alarms import ActiveAlarm, AlarmState
 
@@ -458,7 +454,18 @@ _ACTIONS: dict[type, Action] = {
 }
 
 
-# ---- handlers: (core, state, command, actor, now, latest, action) -> Outcome ---------------
+# ---- handlers: (the call, the command) -> Outcome -------------------------------------------
+
+
+class _Call(NamedTuple):
+    """What every command handler gets besides the command itself."""
+
+    core: ChairCore
+    state: SessionState
+    actor: Actor
+    now: datetime
+    latest: Latest
+    action: Action
 
 
 def _predose(core: ChairCore, state: SessionState) -> PredoseState:
@@ -518,15 +525,8 @@ def _first_dose_data(state: SessionState, latest: Latest) -> dict[str, Any]:
     return {"baseline": list(base) if base else None}
 
 
-def _screening(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.RecordScreening,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _screening(k: _Call, cmd: c.RecordScreening) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     if state.first_dose is not None:
         raise Refused(
@@ -577,15 +577,8 @@ def _screening_problems(bp: Any, hr: Any) -> list[str]:
     return problems
 
 
-def _decide(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.PrescriberDecide,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _decide(k: _Call, cmd: c.PrescriberDecide) -> Outcome:
+    core, state, actor, now, _latest, action = k
     if actor.role is not Role.PHYSICIAN:
         core._role(actor, Action.SCREENING)  # a nurse records it on the prescriber's sign-in
     who = core._physician(actor, cmd.authoriser, action, "The prescriber decision")
@@ -597,15 +590,8 @@ def _decide(
     return core._record(state, [EntryDraft(EntryKind.DECISION, now, data, who)], actor)
 
 
-def _override_bp(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.OverrideMissingBp,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _override_bp(k: _Call, cmd: c.OverrideMissingBp) -> Outcome:
+    core, state, actor, now, _latest, action = k
     if actor.role is not Role.PHYSICIAN:
         core._role(actor, Action.SCREENING)
     who = core._physician(actor, cmd.authoriser, action, "Dosing without a pre-dose BP")
@@ -628,15 +614,8 @@ def _dose_checks(core: ChairCore, state: SessionState, now: datetime, kind: Trea
         raise Refused(reasons)
 
 
-def _device(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.LogDevice,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _device(k: _Call, cmd: c.LogDevice) -> Outcome:
+    core, state, actor, now, latest, action = k
     core._role(actor, action)
     _dose_checks(core, state, now, Treatment.ESKETAMINE)
     lot = cmd.lot.strip()
@@ -656,15 +635,8 @@ def _device(
     return out
 
 
-def _start_infusion(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.StartInfusion,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _start_infusion(k: _Call, cmd: c.StartInfusion) -> Outcome:
+    core, state, actor, now, latest, action = k
     core._role(actor, action)
     if state.infusion is not None:
         raise Refused(["The infusion has already been started"])
@@ -684,15 +656,8 @@ def _start_infusion(
     return _after_configure(core, out, actor)
 
 
-def _stop_infusion(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.StopInfusion,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _stop_infusion(k: _Call, cmd: c.StopInfusion) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     inf = state.infusion
     if inf is None or inf.stop is not None:
@@ -712,15 +677,8 @@ def _stop_infusion(
     return _after_configure(core, out, actor)
 
 
-def _other_dose(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.LogOtherDose,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _other_dose(k: _Call, cmd: c.LogOtherDose) -> Outcome:
+    core, state, actor, now, latest, action = k
     core._role(actor, action)
     if state.other_dose is not None:
         raise Refused(["The treatment has already been logged"])
@@ -758,14 +716,9 @@ def _sedation_events(core: ChairCore, state: SessionState) -> list[AlarmEvent]:
 
 
 def _observation(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.RecordMoaas | c.RecordRass | c.RecordCadss | c.AddNote,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
+    k: _Call, cmd: c.RecordMoaas | c.RecordRass | c.RecordCadss | c.AddNote
 ) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     if isinstance(cmd, c.RecordMoaas):
         if not isinstance(cmd.score, int) or not 0 <= cmd.score <= 5:
@@ -817,15 +770,8 @@ def _merge(first: Outcome, second: Outcome) -> Outcome:
     )
 
 
-def _side_effects(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.RecordSideEffects,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _side_effects(k: _Call, cmd: c.RecordSideEffects) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     if not cmd.effects:
         raise Refused(["Tick at least one side effect"])
@@ -860,15 +806,8 @@ def _side_effects(
     return core._record(state, drafts, actor)
 
 
-def _vitals(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.RecordVitals,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _vitals(k: _Call, cmd: c.RecordVitals) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     problems = _vitals_problems(cmd.values)
     if problems:
@@ -902,15 +841,8 @@ def _vitals_problems(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _symptoms(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.RecordSymptomCheck,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _symptoms(k: _Call, cmd: c.RecordSymptomCheck) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     missing = [label for key, label in BP_SYMPTOMS if key not in cmd.answers]
     if missing:
@@ -931,15 +863,8 @@ def _symptoms(
     return out
 
 
-def _bp40(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.RecordBp40Reason,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _bp40(k: _Call, cmd: c.RecordBp40Reason) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     if not cmd.reason.strip():
         raise Refused(["Enter the reason the 40-minute BP was not taken"])
@@ -947,15 +872,8 @@ def _bp40(
     return core._record(state, [draft], actor)
 
 
-def _correct(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.Correct,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _correct(k: _Call, cmd: c.Correct) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     if not cmd.reason.strip():
         raise Refused(["A correction needs a reason"])
@@ -1070,15 +988,8 @@ def _correction_problems(
     return p
 
 
-def _acknowledge(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.Acknowledge,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _acknowledge(k: _Call, cmd: c.Acknowledge) -> Outcome:
+    core, state, actor, _now, _latest, action = k
     core._role(actor, action)
     if cmd.key is None:
         events = core.alarms.acknowledge_all()
@@ -1089,29 +1000,15 @@ def _acknowledge(
     return core._record(state, core._alarm_drafts(events, actor), actor, events)
 
 
-def _reset(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.ResetAlarms,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _reset(k: _Call, cmd: c.ResetAlarms) -> Outcome:
+    core, state, actor, _now, _latest, action = k
     core._role(actor, action)
     events = core.alarms.reset()
     return core._record(state, core._alarm_drafts(events, actor), actor, events)
 
 
-def _reset_emergency(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.ResetEmergency,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _reset_emergency(k: _Call, cmd: c.ResetEmergency) -> Outcome:
+    core, state, actor, now, _latest, action = k
     who = core._physician(actor, cmd.authoriser, action, "Resetting the emergency flag")
     if "hypertensive_emergency" not in state.alarms:
         raise Refused(["No hypertensive-emergency flag is active"])
@@ -1144,15 +1041,8 @@ def _reset_emergency(
     return core._record(state, drafts, actor, events)
 
 
-def _limit(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.ChangeLimit,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _limit(k: _Call, cmd: c.ChangeLimit) -> Outcome:
+    core, state, actor, now, _latest, action = k
     if actor.role is not Role.PHYSICIAN:
         core._role(actor, Action.OBSERVATION)  # nurses may carry a physician's sign-in
     who = core._physician(actor, cmd.authoriser, action, "Changing this session's limits")
@@ -1194,15 +1084,8 @@ def discharge_unmet(
     )
 
 
-def _discharge(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.Discharge,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _discharge(k: _Call, cmd: c.Discharge) -> Outcome:
+    core, state, actor, now, latest, action = k
     core._role(actor, action)
     if state.first_dose is None:
         raise Refused(["No dose has been logged: cancel the session instead"])
@@ -1243,15 +1126,8 @@ def _discharge(
     return core._record(state, drafts, actor, events)
 
 
-def _cancel(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.Cancel,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _cancel(k: _Call, cmd: c.Cancel) -> Outcome:
+    core, state, actor, now, _latest, action = k
     who: Actor | None = None
     if action is Action.CANCEL_AFTER_DOSE:
         who = core._physician(actor, cmd.authoriser, action, "Cancelling a dosed session")
@@ -1267,15 +1143,8 @@ def _cancel(
     return core._record(state, drafts, actor, events)
 
 
-def _end_monitoring(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.EndMonitoring,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _end_monitoring(k: _Call, cmd: c.EndMonitoring) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     events = core.alarms.clear_all()
     drafts = [
@@ -1285,28 +1154,14 @@ def _end_monitoring(
     return core._record(state, drafts, actor, events)
 
 
-def _alarm_events(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.RecordAlarmEvents,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _alarm_events(k: _Call, cmd: c.RecordAlarmEvents) -> Outcome:
+    core, state, actor, _now, _latest, action = k
     core._role(actor, action)
     return core._record(state, core._alarm_drafts(cmd.events), actor, cmd.events)
 
 
-def _link(
-    core: ChairCore,
-    state: SessionState,
-    cmd: c.RecordLink,
-    actor: Actor,
-    now: datetime,
-    latest: Latest,
-    action: Action,
-) -> Outcome:
+def _link(k: _Call, cmd: c.RecordLink) -> Outcome:
+    core, state, actor, now, _latest, action = k
     core._role(actor, action)
     draft = EntryDraft(EntryKind.LINK, now, {"state": cmd.state, "reason": cmd.reason})
     return core._record(state, [draft], actor)
@@ -1349,5 +1204,3 @@ __all__ = [
     "dose_blockers_for",
     "profile_for",
 ]
-
-_ = (timedelta, PrescriberDecision)

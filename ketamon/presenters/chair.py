@@ -155,7 +155,12 @@ class ChairPresenter(QObject):
             authenticator,
             acquisition.profile,
             acquisition.clock.now,
-            alarms=EngineAlarms(pipeline.alarms, acquisition.clock.now, pipeline.alarm_lock),
+            alarms=EngineAlarms(
+                pipeline.alarms,
+                acquisition.clock.now,
+                pipeline.alarm_lock,
+                acknowledged=pipeline.acknowledged,
+            ),
             settings=settings,
         )
         self._session_id: int | None = None  # read by the device thread (an atomic read)

@@ -33,7 +33,6 @@ from ketamon.storage.models import (
     AuditAction,
     AuditEntry,
     Base,
-    DeviceLinkEvent,
     DoseEvent,
     DoseKind,
     Observation,
@@ -173,14 +172,6 @@ def start_session(
     if profile is not None:
         record_profile(s, ts.id, profile, started, origin=profile_origin)
     return ts
-
-
-def find_open_session(s: Session, chair: str) -> TreatmentSession | None:
-    return s.scalars(
-        select(TreatmentSession)
-        .where(TreatmentSession.chair == chair, TreatmentSession.ended_at.is_(None))
-        .order_by(TreatmentSession.started_at.desc())
-    ).first()
 
 
 @dataclass(frozen=True, slots=True)
@@ -816,12 +807,6 @@ def audit_entries(
         return list(s.scalars(q))
 
     return in_session(target, op)
-
-
-def record_link_event(
-    s: Session, session_id: int, state: str, reason: str, when: datetime
-) -> None:
-    s.add(DeviceLinkEvent(session_id=session_id, state=state, reason=reason, time=when))
 
 
 def record_alarm(

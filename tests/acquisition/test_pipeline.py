@@ -401,3 +401,37 @@ def test_trend_buffers_clear_forgets_every_parameter() -> None:
     assert b.version > version  # the chart redraws (empty)
     b.extend([make_reading("hr", 80, now)])
     assert b.latest()["hr"][0].value == 80
+
+
+def test_a_clock_jump_acknowledged_through_the_session_core_clears_too(
+    profile: ThresholdProfile,
+) -> None:
+    """The core acknowledges through its alarm port, not through the pipeline: the pipeline's
+    hook still tells its clock watch, so the flag clears at once and is not raised again."""
+    from ketamon.core.alarms import EngineAlarms
+
+    rec = Recorder()
+    host = [1_800_000_000.0, 100.0]
+    clock = ManualClock()
+    p = pipeline(
+        simulator("stable", clock),
+        profile,
+        rec,
+        clock=clock,
+        host_clock=lambda: (host[0], host[1]),
+    )
+    port = EngineAlarms(p.alarms, clock.now, p.alarm_lock, acknowledged=p.acknowledged)
+
+    def tick() -> list[AlarmEvent]:
+        host[0] += 1.0
+        host[1] += 1.0
+        return p.tick(clock.now(), session_active=False, first_dose=None, nibp_interval_min=15)
+
+    tick()
+    host[0] -= 3600.0
+    (jump,) = tick()
+    assert jump.key == TECH_CLOCK
+    events = port.acknowledge(TECH_CLOCK)
+    assert [e.action for e in events] == [AlarmAction.ACKNOWLEDGED, AlarmAction.CLEARED]
+    assert not p.active_alarms()
+    assert tick() == []
