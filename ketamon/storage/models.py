@@ -27,6 +27,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -390,6 +391,29 @@ class VitalReading(Base):
     quality: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str] = mapped_column(String(200), default="")
     entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+
+class WaveformBlock(Base):
+    """A contiguous block of one waveform's samples (the pleth, about ten seconds of it).
+
+    Device data, like :class:`VitalReading`: written by the one writer, never updated, not
+    audited row by row. ``samples`` are little-endian float32; sample ``i`` was taken at
+    ``start_at + i / rate_hz``.
+    """
+
+    __tablename__ = "waveform_block"
+    __table_args__ = (
+        Index("ix_waveform_block_session_time", "session_id", "parameter", "start_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"))
+    parameter: Mapped[str] = mapped_column(String(32))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rate_hz: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    samples: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(200), default="")
 
 
 class Observation(Base):
