@@ -15,6 +15,18 @@ from devices.readings import Reading
 from ketamon.domain.site import SiteProfile
 from ketamon.domain.thresholds import Limit, Priority, ThresholdProfile
 
+#: the names a monitor's numerics use, for flag texts such as "SYS 165 > 160"
+SHORT_NAMES = {
+    "nibp_sys": "SYS",
+    "nibp_dia": "DIA",
+    "nibp_mean": "MAP",
+    "hr": "HR",
+    "pr": "PR",
+    "spo2": "SpO₂",
+    "rr": "RR",
+    "temp": "Temp",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Breach:
@@ -36,14 +48,16 @@ class Breach:
                 f"{self.priority.marker} {self.label} {self.value:g} ≥ {self.limit:g}"
                 " (site protocol)"
             )
-        if self.direction == "rise" and self.baseline is not None:
-            rise, allowed = self.value - self.baseline, self.limit - self.baseline
+        name = SHORT_NAMES.get(self.parameter, self.label)
+        if self.direction == "rise":
+            base = self.baseline if self.baseline is not None else self.limit
+            rise, allowed = self.value - base, self.limit - base
             return (
-                f"{self.priority.marker} {self.label} {self.value:g}: +{rise:g} over the "
-                f"pre-dose {self.baseline:g} (flag at +{allowed:g})"
+                f"{self.priority.marker} {name} {self.value:g}: rise +{rise:g} over baseline "
+                f"{base:g} (flag at +{allowed:g})"
             )
-        word = {"low": "below", "high": "above", "rise": "rise over baseline ≥"}[self.direction]
-        return f"{self.priority.marker} {self.label} {self.value:g} ({word} {self.limit:g})"
+        sign = "<" if self.direction == "low" else ">"
+        return f"{self.priority.marker} {name} {self.value:g} {sign} {self.limit:g}"
 
 
 def _worst(breaches: Iterable[tuple[Limit, str]]) -> tuple[Limit, str] | None:
