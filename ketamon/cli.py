@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
-from ketamon import SAFETY_STATEMENT, __version__
+from ketamon import SAFETY_STATEMENT, __version__, cli_export
 
 if TYPE_CHECKING:
     from ketamon.acquisition.pipeline import ChairPipeline
@@ -261,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(verify)
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+    cli_export.add_parsers(sub, _add_common)
     del PROTOCOLS
     return parser
 
@@ -982,6 +983,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_sessions(args, sys.stdout)
         if command == "pmf":
             return cmd_pmf(args, sys.stdout, sys.stderr)
+        if command in cli_export.COMMANDS:
+            return cli_export.run(args, sys.stdout, sys.stderr)
         parser.error(f"unknown command {command!r}")
     except expected as exc:
         sys.stderr.write(f"ketamon: error: {exc}\n")

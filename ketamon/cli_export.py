@@ -1,0 +1,141 @@
+"""Command line for getting a session out of ketamon: ``ketamon export`` and ``ketamon hl7-out``.
+
+``ketamon export SESSION_ID --format pdf|csv|json|fhir [--out PATH]`` writes one session (read
+from the record, folded by the core) to a file the user names, through a temporary file and a
+rename, and audits the export (who, what, where). ``ketamon hl7-out`` shows and drives the
+outbound HL7 v2 queue (ORU^R01 over MLLP to the clinic's interface engine).
+
+Kept apart from :mod:`ketamon.cli` (which hooks these in); same conventions: expected problems
+are one ``ketamon: error: …`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+COMMANDS = ("export", "hl7-out")
+DB_HELP = "database URL (default: embedded SQLite)"
+
+
+def add_parsers(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``export`` and ``hl7-out`` to the ``ketamon`` subcommand parsers."""
+    from ketamon.exports import FORMATS
+
+    export = sub.add_parser(
+        "export",
+        help="write one session as PDF, tidy CSV, JSON or a FHIR R4 bundle",
+        description="Write one session, read from its record, to PATH: pdf (the human-readable "
+        "copy: header, chart, every entry with corrections, flags, REMS answers, signatures), "
+        "csv (a zip of observations.csv, doses.csv and alarms.csv), json (the record as the "
+        "core reads it, schema ketamon-session-export/1) or fhir (a FHIR R4 Bundle; the session "
+        "must be signed). The file appears whole or not at all; each export is audited.",
+    )
+    add_common(export)
+    export.add_argument("session_id", type=int, metavar="SESSION_ID")
+    export.add_argument("--format", required=True, choices=list(FORMATS), dest="fmt")
+    export.add_argument(
+        "--out",
+        metavar="PATH",
+        help="file to write (default: session-<ID>.<ext> in the current folder)",
+    )
+    export.add_argument(
+        "--page-size", choices=["a4", "letter"], default="a4", help="PDF page size (default a4)"
+    )
+    export.add_argument(
+        "--downsample",
+        type=float,
+        metavar="SECONDS",
+        help="fhir/csv: keep at most one monitor reading per parameter per SECONDS "
+        "(default: every reading)",
+    )
+    export.add_argument("--db", metavar="URL", help=DB_HELP)
+
+    hl7 = sub.add_parser(
+        "hl7-out",
+        help="the outbound HL7 v2 queue to the clinic's interface engine (status, send, run)",
+        description="Results go out as ORU^R01 (IHE PCD-01) over MLLP to the engine named in "
+        "the configuration's [hl7_out] table: one message per batch of readings and one per "
+        "signed session. Messages wait in the database until the engine acknowledges them "
+        "(AA); every message keeps its control id across retries and restarts.",
+    )
+    add_common(hl7)
+    actions = hl7.add_subparsers(dest="hl7_command", metavar="ACTION", required=True)
+    status = actions.add_parser(
+        "status",
+        help="show the queue: waiting, sent, and why the oldest waiting one is not sent",
+        description="Show the outbound queue. Exit 0.",
+    )
+    add_common(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--all", action="store_true", help="list sent messages too")
+    status.add_argument("--db", metavar="URL", help=DB_HELP)
+    send = actions.add_parser(
+        "send",
+        help="queue a signed session's results now (e.g. one signed before the interface existed)",
+        description="Queue the ORU^R01 of a signed session. Queuing the same session again "
+        "changes nothing (the same control id).",
+    )
+    add_common(send)
+    send.add_argument("session_id", type=int, metavar="SESSION_ID")
+    send.add_argument("--db", metavar="URL", help=DB_HELP)
+    run = actions.add_parser(
+        "run",
+        help="queue new readings and signatures and deliver the queue until stopped",
+        description="Scan the database for new readings and signatures, queue them, and send "
+        "the queue to the engine, waiting for each ACK and retrying with back-off. Stops on "
+        "Ctrl+C, after --seconds, or with --once when the queue is empty or nothing can be "
+        "sent now.",
+    )
+    add_common(run)
+    run.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds")
+    run.add_argument(
+        "--once", action="store_true", help="one pass: queue, try each due message, stop"
+    )
+    run.add_argument("--db", metavar="URL", help=DB_HELP)
+
+
+def _error(text: str) -> Exception:
+    from ketamon.cli import CommandError
+
+    return CommandError(text)
+
+
+def _who() -> str:
+    try:
+        return f"OS user {getpass.getuser()} on {socket.gethostname()}"
+    except (OSError, KeyError):
+        return "unknown OS user"
+
+
+def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.command == "export":
+        return cmd_export(args, out, err)
+    return cmd_hl7_out(args, out, err)
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(config, url) from --data-dir/--db."""
+    from ketamon.config import database_url, load_config
+    from ketamon.paths import resolve_paths
+
+    paths = resolve_paths(getattr(args, "data_dir", None)).ensure()
+    config = load_config(paths.config_file)
+    return config, database_url(args.db, config, paths.sqlite_url())
+
+
+def cmd_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    raise _error("not implemented yet")
+
+
+def cmd_hl7_out(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    raise _error("not implemented yet")
+
+
+_ = (json, datetime, UTC, Path)
