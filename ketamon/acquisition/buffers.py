@@ -9,11 +9,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from devices.readings import Reading
+from devices.readings import Reading, make_reading
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -80,6 +81,29 @@ class TrendBuffers:
                 if r.valid:
                     self._latest[r.parameter] = r
                     self._latest_flagged[r.parameter] = f
+            self.version += 1
+
+    def load(
+        self, parameter: str, t: FloatArray, v: FloatArray, invalid: BoolArray, unit: str = ""
+    ) -> None:
+        """A parameter's history in one go (review, restart): ``t`` epoch seconds, oldest first.
+
+        Replaces what the buffer held for ``parameter``; keeps the last ``capacity`` readings.
+        """
+        n = min(len(t), self.capacity)
+        ring = _Ring(self.capacity)
+        ring.t[:n], ring.v[:n], ring.invalid[:n] = t[-n:], v[-n:], invalid[-n:]
+        ring.n = n
+        ok = np.nonzero(~invalid)[0]
+        with self._lock:
+            self._rings[parameter] = ring
+            if len(ok):
+                i = int(ok[-1])
+                when = datetime.fromtimestamp(float(t[i]), UTC)
+                self._latest[parameter] = make_reading(
+                    parameter, float(v[i]), when, unit=unit or None
+                )
+                self._latest_flagged[parameter] = 0
             self.version += 1
 
     def clear(self) -> None:
