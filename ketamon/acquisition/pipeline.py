@@ -87,6 +87,8 @@ class ChairPipeline:
         self.on_readings = on_readings
         self.on_alarm = on_alarm
         self.on_link = on_link
+        #: where waveform blocks (the pleth) go to be stored (called in the run thread)
+        self.on_waveforms: Callable[[list[Waveform]], None] | None = None
         self.link_state = LinkState.STOPPED
         self.link_reason = ""
         self.link_low_after_s = link_low_after_s
@@ -169,6 +171,9 @@ class ChairPipeline:
         for w in waves:
             if w.parameter == "pleth":
                 self.pleth.extend(w.samples)
+        sink = self.on_waveforms
+        if sink is not None:
+            sink(waves)
 
     def _on_readings(self, readings: list[Reading]) -> None:
         self._process(readings, store=True)
