@@ -82,6 +82,35 @@ MDC_CODE_TO_PARAMETER: dict[int, str] = {
 }
 
 
+#: The measurement origins a reading may name (``Reading.origin``). Pulse rate: ``ecg`` (heart
+#: rate from the ECG), ``pleth`` (pulse oximeter), ``cuff`` (the NIBP cuff), ``invasive``
+#: (arterial line), ``unspecified``; respiration rate: ``impedance`` (transthoracic, ECG leads),
+#: ``co2`` (capnography), ``airway`` (airway flow), ``acoustic`` (Masimo RRa), ``pleth``;
+#: temperature: the body site (``oral``, ``axillary``, ``skin``, ``tympanic``, ``rectal``,
+#: ``core``, ``ear``, ``body``); NIBP: ``cuff``.
+ORIGINS: frozenset[str] = frozenset(
+    {
+        *("ecg", "pleth", "cuff", "invasive", "unspecified", "impedance", "co2", "airway"),
+        *("acoustic", "oral", "axillary", "skin", "tympanic", "rectal", "core", "ear", "body"),
+        *("gi", "manual"),
+    }
+)
+#: origin of a canonical parameter when the device does not tell (its MDC code says it)
+DEFAULT_ORIGIN: dict[str, str] = {
+    "nibp_sys": "cuff",
+    "nibp_dia": "cuff",
+    "nibp_mean": "cuff",
+    "nibp_pr": "cuff",
+    "hr": "ecg",
+    "pr": "pleth",
+    "pr_invasive": "invasive",
+    "spo2": "pleth",
+    "pi": "pleth",
+    "etco2": "co2",
+    "etco2_pct": "co2",
+}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -102,6 +131,12 @@ class Reading:
     device_time: datetime | None = None
     quality: Quality = Quality.NONE
     source: str = ""
+    #: what the value was measured by (see :data:`ORIGINS`): ``ecg``, ``pleth``, ``cuff``,
+    #: ``impedance``, a temperature site …; "" when the device does not say
+    origin: str = ""
+    #: the device's channel of this value when it has several of the same kind (HL7 OBX-4
+    #: containment id ``1.2.1.1``, Datex ``T2``); "" for the only one
+    channel: str = ""
 
     def __post_init__(self) -> None:
         if self.host_time.tzinfo is None:
@@ -126,6 +161,8 @@ class Reading:
             "host_time": self.host_time.isoformat(),
             "flags": self.quality.names(),
             "source": self.source,
+            "origin": self.origin,
+            "channel": self.channel,
         }
 
 
@@ -138,6 +175,9 @@ def make_reading(
     quality: Quality = Quality.NONE,
     source: str = "",
     unit: str | None = None,
+    origin: str | None = None,
+    channel: str = "",
+    mdc: str | None = None,
 ) -> Reading:
     """Build a reading for a canonical (or free-form) parameter, filling unit and MDC id."""
     info = PARAMETERS.get(parameter)
@@ -145,11 +185,13 @@ def make_reading(
         parameter=parameter,
         value=float(value),
         unit=unit if unit is not None else (info.unit if info else ""),
-        mdc=info.mdc if info else None,
+        mdc=mdc if mdc is not None else (info.mdc if info else None),
         host_time=host_time,
         device_time=device_time,
         quality=quality,
         source=source,
+        origin=origin if origin is not None else DEFAULT_ORIGIN.get(parameter, ""),
+        channel=channel,
     )
 
 

@@ -29,8 +29,9 @@ from typing import Any, ClassVar
 
 import hl7
 
+from devices.protocols import mdc
 from devices.protocols.base import DeviceProtocol, Parity, SerialSettings
-from devices.readings import PARAMETERS, Quality, Reading
+from devices.readings import Quality, Reading
 
 # ---- MLLP ---------------------------------------------------------------------------------------
 SB = 0x0B  # start block <VT>
@@ -155,36 +156,19 @@ class Observation:
     mdc: str  # MDC reference id of the code that was matched
     unit: str  # UCUM unit readings are emitted in
     episodic: bool = False
+    origin: str = ""
+    code: int | None = None
 
 
-def _canonical(parameter: str) -> Observation:
-    info = PARAMETERS[parameter]
-    assert info.mdc is not None
-    return Observation(parameter, info.mdc, info.unit, info.episodic)
+def _from_term(t: mdc.MdcTerm) -> Observation:
+    return Observation(t.parameter, t.refid, t.unit, t.episodic, t.origin, t.code)
 
 
-#: Numeric MDC code (partition << 16 | term, as in OBX-3.1) -> observation. The canonical
-#: parameters come from devices.readings; the rest are the other codes devices.md §2.4 lists.
-CODE_TO_OBSERVATION: dict[int, Observation] = {
-    info.mdc_code: _canonical(name)
-    for name, info in PARAMETERS.items()
-    if info.mdc_code is not None and info.mdc is not None
-}
-CODE_TO_OBSERVATION.update(
-    {
-        # cuff pulse rate arrives with each NIBP measurement, so it is episodic like NIBP
-        149546: Observation("nibp_pr", "MDC_PULS_RATE_NON_INV", "/min", episodic=True),
-        149522: Observation("pr_invasive", "MDC_BLD_PULS_RATE_INV", "/min"),
-        # impedance (ECG lead) respiration: what Mindray monitors send as their RR
-        151578: Observation("rr", "MDC_TTHOR_RESP_RATE", "/min"),
-        151570: Observation("rr_airway", "MDC_AWAY_RESP_RATE", "/min"),
-        150033: Observation("abp_sys", "MDC_PRESS_BLD_ART_SYS", "mm[Hg]"),
-        150034: Observation("abp_dia", "MDC_PRESS_BLD_ART_DIA", "mm[Hg]"),
-        150035: Observation("abp_mean", "MDC_PRESS_BLD_ART_MEAN", "mm[Hg]"),
-    }
-)
+#: Numeric MDC code (partition << 16 | term, as in OBX-3.1) -> observation: the complete table
+#: of what a chair monitor sends, with its sources, is :mod:`devices.protocols.mdc`.
+CODE_TO_OBSERVATION: dict[int, Observation] = {c: _from_term(t) for c, t in mdc.BY_CODE.items()}
 #: MDC reference id text (OBX-3.2, or OBX-3.1 when a sender puts the text there) -> observation.
-REFID_TO_OBSERVATION: dict[str, Observation] = {o.mdc: o for o in CODE_TO_OBSERVATION.values()}
+REFID_TO_OBSERVATION: dict[str, Observation] = {r: _from_term(t) for r, t in mdc.BY_REFID.items()}
 #: Plain text ids of non-MDC senders (devices.md §2.4: a Shenzhen monitor's ORU), plus HR/RR.
 TEXT_TO_OBSERVATION: dict[str, Observation] = {
     "SPO2": CODE_TO_OBSERVATION[150456],
@@ -197,14 +181,8 @@ TEXT_TO_OBSERVATION: dict[str, Observation] = {
     "RR": CODE_TO_OBSERVATION[151562],
 }
 
-#: MDC unit codes (OBX-6.1, devices.md §2.4) -> UCUM
-MDC_UNIT_CODES: dict[int, str] = {
-    266016: "mm[Hg]",
-    264864: "/min",  # MDC_DIM_BEAT_PER_MIN
-    262688: "%",
-    264928: "/min",  # MDC_DIM_RESP_PER_MIN
-    268192: "Cel",
-}
+#: MDC unit codes (OBX-6.1) -> UCUM (sources in devices.protocols.mdc)
+MDC_UNIT_CODES: dict[int, str] = dict(mdc.UNIT_CODES)
 #: unit text (MDC ref id, UCUM code, or what some senders write), lower case -> UCUM
 UNIT_TEXT: dict[str, str] = {
     "mdc_dim_mmhg": "mm[Hg]",
@@ -230,6 +208,9 @@ UNIT_TEXT: dict[str, str] = {
     "brpm": "/min",
     "mdc_dim_percent": "%",
     "%": "%",
+    "mdc_dim_dimless": "1",
+    "1": "1",
+    "{ratio}": "1",
     "mdc_dim_degc": "Cel",
     "cel": "Cel",
     "degc": "Cel",
@@ -241,7 +222,7 @@ UNIT_TEXT: dict[str, str] = {
 _KPA_TO_MMHG = 760.0 / 101.325
 
 
-def _convert(value: float, unit: str, target: str) -> float | None:
+def _convert(value: float, unit: str, target: str, parameter: str = "") -> float | None:
     """``value`` in ``unit`` expressed in ``target``; None if they measure different things."""
     if unit == target:
         return value
@@ -249,6 +230,11 @@ def _convert(value: float, unit: str, target: str) -> float | None:
         return value * _KPA_TO_MMHG
     if unit == "[degF]" and target == "Cel":
         return (value - 32.0) * 5.0 / 9.0
+    if unit == "1" and parameter == "pi":
+        # Perfusion index in MDC_DIM_DIMLESS (issue 16 defect 4): Philips reports
+        # NOM_PULS_OXIM_PERF_REL in NOM_DIM_DIMLESS with the number the monitor shows as %
+        # (the IntelliVue decoder has always taken it 1:1); the same here.
+        return value
     return None
 
 
@@ -269,25 +255,35 @@ def _numeric_code(text: str) -> int | None:
     return mdil_to_code(text)
 
 
-# OBX-11 result status (HL7 table 0085) -> quality; None = no result to report.
+# ---- status and "no value": the HL7 table -----------------------------------------------------
+# Every entry names its source. A value that means "no value" never becomes a reading.
+#
+# OBX-11 observation result status, HL7 v2.6 Table 0085 -> quality; None = no result to report.
+# Judgement call 1 of issue 16 (a gateway sample sends X on ordinary values): Table 0085 defines X
+# as "results cannot be obtained for this observation", and IHE PCD-01 uses X only on the
+# MDS/VMD/channel rows that carry no value (devices.md §2.4). A number beside X is therefore not a
+# result: it is withheld (counted in HL7Protocol.withheld, noted once), never stored - not even
+# flagged invalid, because a flagged wrong number is still a wrong number in the record. The
+# Efficia CM's '?' (an empty OBX-5 with X) gives no reading either way.
 _STATUS_QUALITY: dict[str, Quality | None] = {
-    "": Quality.NONE,
-    "F": Quality.NONE,  # final
-    "R": Quality.NONE,  # entered, not verified: what PCD-01 devices send
-    "C": Quality.NONE,  # correction
-    "U": Quality.NONE,  # changed to final
-    "P": Quality.QUESTIONABLE,  # preliminary
-    "X": Quality.INVALID,  # "cannot be obtained": the monitor shows '?' (Efficia CM)
-    "W": Quality.INVALID,  # posted as wrong
-    "D": None,  # delete
-    "I": None,  # pending
-    "N": None,  # not asked for
-    "O": None,  # order only
-    "S": None,  # partial
+    "": Quality.NONE,  # not valued: PCD-01 senders always send R; older ones leave it empty
+    "F": Quality.NONE,  # Table 0085: final
+    "R": Quality.NONE,  # Table 0085: entered, not verified - what PCD-01 devices send
+    "C": Quality.NONE,  # Table 0085: correction
+    "U": Quality.NONE,  # Table 0085: changed to final without retransmitting results
+    "P": Quality.QUESTIONABLE,  # Table 0085: preliminary
+    "W": Quality.INVALID,  # Table 0085: posted as wrong (kept, flagged, for the record's sake)
+    "X": None,  # Table 0085: results cannot be obtained (see above)
+    "D": None,  # Table 0085: delete
+    "I": None,  # Table 0085: specimen in lab, pending
+    "N": None,  # Table 0085: not asked for
+    "O": None,  # Table 0085: order detail only
+    "S": None,  # Table 0085: partial
 }
-# OBX-8 entries that are IEEE 11073 measurement-status words (as the POCD FHIR code system
-# spells them) rather than normal/abnormal range flags.
+# OBX-8 abnormal flags that are measurement statuses rather than normal/abnormal range flags.
 _STATUS_WORDS: dict[str, Quality] = {
+    # IEEE 11073-10201 MeasurementStatus as the HL7 FHIR POCD code system spells it (as PCD-01
+    # devices put it in OBX-8):
     "invalid": Quality.INVALID,
     "not-available": Quality.INVALID,
     "questionable": Quality.QUESTIONABLE,
@@ -296,10 +292,18 @@ _STATUS_WORDS: dict[str, Quality] = {
     "calibration-ongoing": Quality.CALIBRATION,
     "test-data": Quality.TEST,
     "demo-data": Quality.DEMO,
+    # issue 16 defect 3: a monitor in demo mode marks OBX-8 with DEMO (compared case-blind)
+    "demo": Quality.DEMO,
 }
-# MSH-11.1 processing id: P production, T training, D debugging. Mapped as the brief asks
-# (T -> TEST, D -> DEMO); both mark data that is not from a real patient.
+# MSH-11.1 processing id, HL7 Table 0103: P production, T training, D debugging. T -> TEST,
+# D -> DEMO: both mark data that is not from a real patient.
 _PROCESSING_QUALITY: dict[str, Quality] = {"T": Quality.TEST, "D": Quality.DEMO}
+# Vendor "no value" sentinels in OBX-5: the number is a code, not a measurement. issue 16
+# defect 2: a Mindray gateway sends -999 (SpO2, HR) and -99.9 (temperature).
+SENTINELS: dict[float, str] = {
+    -999.0: "Mindray gateway 'no value' (issue 16: SpO2, HR)",
+    -99.9: "Mindray gateway 'no value' (issue 16: temperature)",
+}
 # HL7 table 0125 value types; anything else in OBX-2 is a damaged segment.
 _VALUE_TYPES = frozenset(
     {
@@ -321,6 +325,9 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _TS = re.compile(
     r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?(?:[+-]\d{4})?"
 )
+# OBX-4 observation sub-id: the PCD-01 containment path MDS.VMD.CHANNEL.METRIC (``1.2.1.1``) or a
+# plain vendor id (letters first). Anything else is a damaged field.
+_SUB_ID = re.compile(r"\d{1,5}(?:\.\d{1,5}){0,7}|[A-Za-z][A-Za-z0-9_-]{0,19}")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
 
 
@@ -388,6 +395,10 @@ class HL7Protocol(DeviceProtocol):
         #: observations that are worth telling the user once (e.g. time stamps without offset)
         self.notes: list[str] = []
         self.duplicates = 0
+        #: numbers withheld because OBX-11 said the result cannot be obtained ('X')
+        self.withheld = 0
+        #: vendor "no value" sentinels (-999, -99.9) seen in OBX-5
+        self.sentinels = 0
 
     # ---- DeviceProtocol ---------------------------------------------------------------------
     def on_connect(self, now: datetime) -> bytes:
@@ -547,14 +558,34 @@ class HL7Protocol(DeviceProtocol):
         )
         if by_code is not None:
             # The numeric code is authoritative; an MDC ref id naming another quantity means
-            # OBX-3 is damaged (vendors' free-text labels are not compared: devices.md §2.4).
-            if by_refid is not None and by_refid.parameter != by_code.parameter:
+            # OBX-3 is damaged (vendors' free-text labels are not compared: devices.md §2.4),
+            # unless it is a known vendor label for that code (devices.protocols.mdc).
+            aliases = mdc.VENDOR_REFID_ALIASES.get(by_code.code or 0, frozenset())
+            if (
+                by_refid is not None
+                and by_refid.mdc != by_code.mdc
+                and by_refid.parameter != by_code.parameter
+                and text.upper() not in aliases
+            ):
                 raise _ObxError(f"OBX-3 code {ident} does not match its ref id {text!r}")
+            if (
+                by_refid is None
+                and text.startswith("MDC_")
+                and mdc.one_char_apart(text, by_code.mdc)
+            ):
+                # One character off the code's own ref id: a flipped bit in OBX-3.2 (or in
+                # OBX-3.1, turning it into a neighbouring code). Either way, not trustworthy.
+                raise _ObxError(f"OBX-3 ref id {text!r} is damaged (code {ident})")
             return by_code
         if by_refid is not None:
             return by_refid
         if code is None:
             return TEXT_TO_OBSERVATION.get(ident.upper())
+        if text.startswith("MDC_") and any(
+            mdc.one_char_apart(text, r) for r in REFID_TO_OBSERVATION
+        ):
+            # An unknown code beside a ref id one character off a known one: a flipped bit.
+            raise _ObxError(f"OBX-3 {ident}^{text} is damaged")
         return None
 
     def _unit(self, seg: Any, obs: Observation) -> str:
@@ -569,6 +600,12 @@ class HL7Protocol(DeviceProtocol):
             unit = UNIT_TEXT.get(ident.lower()) or UNIT_TEXT.get(text.lower())
         if unit is None:
             raise _ObxError(f"unit {ident or text!r} not understood for {obs.parameter}")
+        if code is not None and text.upper().startswith("MDC_DIM_"):
+            # An MDC unit code with its ref id: both must name the same unit (a flipped bit in
+            # either turns 266016 into another code or the text into another name).
+            by_text = UNIT_TEXT.get(text.lower())
+            if by_text is not None and by_text != unit:
+                raise _ObxError(f"OBX-6 unit code {ident} does not match {text!r}")
         return unit
 
     def _obx(
@@ -584,14 +621,23 @@ class HL7Protocol(DeviceProtocol):
             raise _ObxError(f"OBX-2 value type {vtype!r} is not an HL7 value type")
         if vtype not in ("NM", "SN"):
             return None  # device/channel rows (empty type), text, waveforms
+        set_id = _field(seg, 1)
+        if set_id and not set_id.isdigit():
+            raise _ObxError(f"OBX-1 set id {set_id[:12]!r} is not a number")
         obs = self._observation(seg)
         if obs is None:
             return None  # a quantity we do not record
+        channel = _field(seg, 4)
+        if channel and not _SUB_ID.fullmatch(channel):
+            raise _ObxError(f"OBX-4 sub-id {channel[:20]!r} is malformed")
         status = _field(seg, 11)
         if status not in _STATUS_QUALITY:
             raise _ObxError(f"OBX-11 result status {status!r} unknown")
         quality = _STATUS_QUALITY[status]
         if quality is None:
+            if status == "X" and _field(seg, 5, 1).strip() not in ("", '""'):
+                self.withheld += 1
+                self._note("OBX-11 'X' (result cannot be obtained): values beside it not stored")
             return None
         if _repetitions(seg, 5) > 1:
             raise _ObxError("OBX-5 repeats for a single numeric")
@@ -609,7 +655,11 @@ class HL7Protocol(DeviceProtocol):
         if not _NUMBER.fullmatch(raw):
             raise _ObxError(f"OBX-5 value {raw!r} of {obs.parameter} is not a number")
         unit = self._unit(seg, obs)
-        value = _convert(float(raw), unit, obs.unit)
+        if float(raw) in SENTINELS:
+            self.sentinels += 1
+            self._note(f"vendor 'no value' sentinel {raw} in OBX-5: no reading")
+            return None
+        value = _convert(float(raw), unit, obs.unit, obs.parameter)
         if value is None:
             raise _ObxError(f"unit {unit} does not fit {obs.parameter} ({obs.unit})")
         if not math.isfinite(value):  # 400 digits parse as inf
@@ -644,6 +694,8 @@ class HL7Protocol(DeviceProtocol):
             device_time=device_time,
             quality=quality,
             source=self.source,
+            origin=obs.origin,
+            channel=channel,
         )
 
     # ---- acknowledgements -------------------------------------------------------------------

@@ -41,7 +41,7 @@ EXPECTED_CODES: dict[int, str] = {
     149546: "nibp_pr",
     149522: "pr_invasive",
     151578: "rr",
-    151570: "rr_airway",
+    151570: "rr",
     150033: "abp_sys",
     150034: "abp_dia",
     150035: "abp_mean",
@@ -386,7 +386,8 @@ HR = "OBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1"
         ("C", "", Quality.NONE),
         ("", "", Quality.NONE),
         ("P", "", Quality.QUESTIONABLE),
-        ("X", "", Quality.INVALID),
+        ("X", "", None),  # issue 16 judgement call 1: a value beside X is withheld
+        ("R", "DEMO", Quality.DEMO),  # issue 16 defect 3
         ("W", "", Quality.INVALID),
         ("R", "H", Quality.NONE),  # an alarm-limit flag is not a quality statement
         ("R", "invalid", Quality.INVALID),
@@ -412,7 +413,7 @@ def test_result_status_and_flags(status: str, flags: str, expected: Quality | No
     ("pid", "expected"), [("P", Quality.NONE), ("T", Quality.TEST), ("D", Quality.DEMO)]
 )
 def test_processing_id(pid: str, expected: Quality) -> None:
-    rs, _ = one_obx(f"{HR}|66|/min^/min^UCUM|||||X", pid=pid)
+    rs, _ = one_obx(f"{HR}|66|/min^/min^UCUM|||||W", pid=pid)
     assert [r.quality for r in rs] == [Quality.INVALID | expected]
 
 
