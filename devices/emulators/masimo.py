@@ -81,6 +81,14 @@ def format_line(
             "ALARM": "0" * alarm_w,
             "EXC": f"{exceptions:0{exc_w}X}",
         }
+    elif variant == "radical5":  # MD PnP poxrad_discrete.h example layout
+        fields = {
+            "SPO2": f"{spo2}%",
+            "BPM": bpm,
+            "PI": f"{pi_s}%",
+            "ALARM": "0" * alarm_w,
+            "EXC": f"{exceptions:0{exc_w}X}",
+        }
     else:  # rad8
         fields = {
             "SN": serial,

@@ -1,4 +1,4 @@
-"""Masimo Radical-7 / Rad-8 serial output, mode "ASCII 1" (devices.md §2.3).
+"""Masimo Radical-7 / Radical-5 / Rad-8 serial output, mode "ASCII 1" (devices.md §2.3).
 
 The oximeter sends one line about every second without being asked; the host sends nothing:
 
@@ -12,6 +12,15 @@ of the line. There is no checksum, so a line is only accepted when it is well fo
 a valid timestamp, every token ``KEY=VALUE`` with a value of the right shape, SPO2 and BPM
 present, and an exception field last. A line whose keys are a known model's keys cut short
 (or whose final field has the wrong width) is a truncated line and is rejected.
+
+Every known field has a fixed width (the documented sample lines: devices.md §2.3, and the MD PnP
+``poxrad_discrete.h`` Radical-5/-7 examples): SPO2 and BPM three digits, PI ``dd.dd``, SPMET
+``dd.d`` … A value of another width, or an unknown key one character away from a known one, is a
+damaged line (a flipped bit) and is rejected: with no checksum, the layout is the only check.
+
+Bytes before the first printable character of a line (the NULs a Rad-7 has been reported to send
+before its first line, stray control bytes between lines) are skipped and counted in
+:attr:`MasimoProtocol.stray_bytes`; a control byte *inside* a line rejects the line.
 
 Timestamps are the oximeter's wall clock with no zone. They are read in ``device_tz`` (default:
 the host's local zone, which is how the device clock is normally set) and stored as UTC.
@@ -27,8 +36,12 @@ from devices.protocols.base import DeviceProtocol, SerialSettings
 from devices.readings import Quality, Reading, make_reading
 
 MAX_LINE = 512  # the longest known line is ~190 characters
+#: bytes skipped around a line: C0 controls, DEL and blanks (CR and LF end lines)
+_STRAY = bytes(range(0x20)) + b"\x7f "
 
-# EXC exception bits (Rad-8 operator's manual as quoted by nmenon/masimo-datacapture).
+# ---- status: the Masimo table ------------------------------------------------------------------
+# EXC exception bits. Sources: Rad-8 operator's manual as quoted by nmenon/masimo-datacapture
+# (0x001-0x800) and MD PnP poxrad_discrete.h (2012, Radical-5/-7; the bits above 0x800).
 EXC_NO_SENSOR = 0x001
 EXC_DEFECTIVE_SENSOR = 0x002
 EXC_LOW_PERFUSION = 0x004
@@ -39,6 +52,16 @@ EXC_AMBIENT_LIGHT = 0x040
 EXC_UNRECOGNISED_SENSOR = 0x080
 EXC_LOW_SIGNAL_IQ = 0x400
 EXC_SET_MODE = 0x800
+EXC_INCOMPATIBLE_SENSOR = 0x100
+EXC_NO_CABLE = 0x1000
+EXC_CABLE_LIFE_EXPIRED = 0x2000
+EXC_INCOMPATIBLE_CABLE = 0x4000
+EXC_UNRECOGNISED_CABLE = 0x8000
+EXC_DEFECTIVE_CABLE = 0x10000
+EXC_SENSOR_CALIBRATING = 0x20000
+EXC_SENSOR_LIFE_EXPIRED = 0x40000
+EXC_EMITTER_TEMP = 0x80000
+EXC_SENSOR_CURRENT_LIMIT = 0x100000
 
 EXCEPTION_NAMES: dict[int, str] = {
     EXC_NO_SENSOR: "no sensor",
@@ -51,13 +74,47 @@ EXCEPTION_NAMES: dict[int, str] = {
     EXC_UNRECOGNISED_SENSOR: "unrecognised sensor",
     EXC_LOW_SIGNAL_IQ: "low signal IQ",
     EXC_SET_MODE: "SET mode",
+    EXC_INCOMPATIBLE_SENSOR: "incompatible sensor",
+    EXC_NO_CABLE: "no cable connected",
+    EXC_CABLE_LIFE_EXPIRED: "cable life expired",
+    EXC_INCOMPATIBLE_CABLE: "incompatible cable",
+    EXC_UNRECOGNISED_CABLE: "unrecognised cable",
+    EXC_DEFECTIVE_CABLE: "defective cable",
+    EXC_SENSOR_CALIBRATING: "sensor calibrating",
+    EXC_SENSOR_LIFE_EXPIRED: "sensor life expired",
+    EXC_EMITTER_TEMP: "emitter temperature out of range",
+    EXC_SENSOR_CURRENT_LIMIT: "sensor current limit exceeded",
+    0x200000: "SpCO low confidence",
+    0x400000: "SpMet low confidence",
 }
 #: a value shown despite these is not a measurement of the patient
-_EXC_INVALID = EXC_NO_SENSOR | EXC_DEFECTIVE_SENSOR | EXC_SENSOR_OFF | EXC_UNRECOGNISED_SENSOR
-#: the oximeter still measures, but says the signal is poor
-_EXC_QUESTIONABLE = (
-    EXC_LOW_PERFUSION | EXC_PULSE_SEARCH | EXC_INTERFERENCE | EXC_AMBIENT_LIGHT | EXC_LOW_SIGNAL_IQ
+_EXC_INVALID = (
+    EXC_NO_SENSOR
+    | EXC_DEFECTIVE_SENSOR
+    | EXC_SENSOR_OFF
+    | EXC_UNRECOGNISED_SENSOR
+    | EXC_INCOMPATIBLE_SENSOR
+    | EXC_NO_CABLE
+    | EXC_INCOMPATIBLE_CABLE
+    | EXC_UNRECOGNISED_CABLE
+    | EXC_DEFECTIVE_CABLE
 )
+#: the oximeter still measures, but says the signal (or the hardware) is doubtful
+_EXC_QUESTIONABLE = (
+    EXC_LOW_PERFUSION
+    | EXC_PULSE_SEARCH
+    | EXC_INTERFERENCE
+    | EXC_AMBIENT_LIGHT
+    | EXC_LOW_SIGNAL_IQ
+    | EXC_CABLE_LIFE_EXPIRED
+    | EXC_SENSOR_LIFE_EXPIRED
+    | EXC_EMITTER_TEMP
+    | EXC_SENSOR_CURRENT_LIMIT
+)
+#: the sensor is calibrating: what it shows is not yet a measurement of the patient
+_EXC_CALIBRATION = EXC_SENSOR_CALIBRATING
+# SpCO/SpMet low confidence concern only those two values, which ketamon does not chart: no flag.
+# "No value" is a field of dashes (---, --.-, +--): it gives no reading (devices.md §2.3).
 # SET mode (0x800) describes the signal-processing mode, not signal quality: no flag.
 
 
@@ -73,6 +130,8 @@ def exception_quality(bits: int) -> Quality:
         q |= Quality.INVALID
     if bits & _EXC_QUESTIONABLE:
         q |= Quality.QUESTIONABLE
+    if bits & _EXC_CALIBRATION:
+        q |= Quality.CALIBRATION
     return q
 
 
@@ -105,13 +164,18 @@ VARIANTS: dict[str, Variant] = {
             {"ALARM": 4, "EXC": 6},
         ),
         _variant("rad8", "SN SPO2 BPM DESAT PIDELTA ALARM EXC", {"ALARM": 4, "EXC": 6}),
+        # Radical-5 (MD PnP poxrad_discrete.h example line): no SN, 2-digit ALARM, 3-digit EXC.
+        # Rad-5: no public sample found; its output is taken to be the Radical-5 layout (the
+        # same SET board generation) - a Rad-5 line of another layout still parses when well
+        # formed, as an unknown variant.
+        _variant("radical5", "SPO2 BPM PI ALARM EXC", {"ALARM": 2, "EXC": 3}),
     )
 }
 
 # Value shapes. Numbers may carry a trailing % (SPO2=098%, PI=--.--%), missing ones are dashes.
 _MISSING = re.compile(r"[+]?-+(?:\.-+)?%?")
 _NUMBER = re.compile(r"(\d{1,3}(?:\.\d{1,2})?)%?")
-_HEX = re.compile(r"[0-9A-Fa-f]{4,8}")
+_HEX = re.compile(r"[0-9A-Fa-f]{2,8}")
 _SERIAL = re.compile(r"[0-9A-Za-z]+|-+")
 _SIGNED = re.compile(r"[+-]?\d{1,3}%?")
 _KEY = re.compile(r"[A-Z][A-Z0-9]{0,15}")
@@ -131,6 +195,25 @@ MEASURES: dict[str, tuple[str, str]] = {
     "PVI": ("pvi", "%"),
 }
 _STATUS_KEYS = ("ALARM", "EXC")
+#: fixed value layout per field (number or dashes of the same width, optional %), from the
+#: documented lines (devices.md §2.3; poxrad_discrete.h). Anything else is a damaged field.
+FIELD_SHAPES: dict[str, re.Pattern[str]] = {
+    k: re.compile(v)
+    for k, v in {
+        "SPO2": r"(?:\d{3}|-{3})%?",
+        "BPM": r"(?:\d{3}|-{3})%?",
+        "PI": r"(?:\d{2}\.\d{2}|--\.--)%?",
+        "SPCO": r"(?:\d{2}(?:\.\d)?|--(?:\.-)?)%?",
+        "SPMET": r"(?:\d{2}\.\d|--\.-)%?",
+        "SPHB": r"\d{2}\.\d|--\.-",
+        "SPOC": r"\d{2}|--",
+        "PVI": r"\d{3}|---",
+        "DESAT": r"\d{2}|--",
+        "PIDELTA": r"[+-]\d{2}|\+--",
+        "RESVD": r"\d{3}|---",
+    }.items()
+}
+_KNOWN_KEYS = frozenset({*FIELD_SHAPES, "SN", "ALARM", "EXC", "EXC1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +224,10 @@ class ParsedLine:
     alarm: int
     serial: str | None
     variant: str | None  # name of the known layout, None for an unknown but well-formed one
+
+
+def _one_apart(a: str, b: str) -> bool:
+    return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1
 
 
 def _is_exc_key(key: str) -> bool:
@@ -173,6 +260,11 @@ def parse_line(text: str, device_tz: tzinfo | None = None) -> tuple[ParsedLine |
             return None, f"malformed field {tok[:20]!r}"
         if key in fields:
             return None, f"field {key} appears twice"
+        if key not in _KNOWN_KEYS and any(_one_apart(key, k) for k in _KNOWN_KEYS):
+            return None, f"unknown field {key} is one character off a known one (damaged)"
+        shape = FIELD_SHAPES.get(key)
+        if shape is not None and not shape.fullmatch(value):
+            return None, f"{key}={value[:20]!r} does not have the field's fixed layout"
         fields[key] = value
         keys.append(key)
     if "SPO2" not in fields or "BPM" not in fields:
@@ -249,6 +341,8 @@ class MasimoProtocol(DeviceProtocol):
         self.alarm = 0
         self.serial_number: str | None = None
         self.variant: str | None = None
+        #: control bytes (NUL …) skipped before/after lines (issue 16: Rad-7 leading NULs)
+        self.stray_bytes = 0
 
     def reset(self) -> None:
         super().reset()
@@ -290,7 +384,13 @@ class MasimoProtocol(DeviceProtocol):
         if overlong:
             self.stats.bad_frame(f"line longer than {MAX_LINE} bytes")
             return []
-        if not raw.strip():
+        body = raw.strip(_STRAY)
+        if len(body) != len(raw):
+            head = raw[: raw.find(body)] if body else raw
+            tail = raw[len(head) + len(body) :]
+            self.stray_bytes += sum(1 for b in head + tail if b != 0x20)
+        raw = body
+        if not raw:
             return []
         try:
             text = raw.decode("ascii")

@@ -163,7 +163,7 @@ def test_exception_bits_to_quality(bits: int, quality: Quality) -> None:
 
 
 def test_unknown_exception_bits_are_described() -> None:
-    assert describe_exceptions(0x1100) == ["unknown bits 0x1100"]
+    assert describe_exceptions(0x1000200) == ["unknown bits 0x1000200"]
 
 
 @pytest.mark.parametrize("ending", [b"\r\n", b"\n", b"\r", b"\r\r\n\n"])
