@@ -561,3 +561,42 @@ class AuditEntry(Base):
     entry_hash: Mapped[str | None] = mapped_column(String(128))
     #: SHA-256 of the whole append-only row this entry records (a session_entry), else NULL
     subject_hash: Mapped[str | None] = mapped_column(String(128))
+
+
+# ---- outbound HL7 v2 (ketamon.storage.outbox, ketamon.hl7out) ---------------------------------
+
+
+class Hl7Outbox(Base):
+    """One ORU^R01 message for the clinic's interface engine, from queued until acknowledged.
+
+    ``control_id`` (MSH-10) is fixed when the message is made and unique, so neither a second
+    scan nor a restart makes a second message for the same batch or signature. Not audited row
+    by row: the message is derived from data that is.
+    """
+
+    __tablename__ = "hl7_outbox"
+    __table_args__ = (Index("ix_hl7_outbox_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    control_id: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # readings | signed
+    session_id: Mapped[int] = mapped_column(Integer, index=True)
+    message: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))  # queued | sent
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ack_code: Mapped[str] = mapped_column(String(8), default="")
+
+
+class Hl7OutCursor(Base):
+    """How far the outbound scan has read (``readings``: the last vital_reading id queued;
+    ``entries``: the last session_entry id looked at for signatures)."""
+
+    __tablename__ = "hl7_out_cursor"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
