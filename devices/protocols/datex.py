@@ -22,6 +22,17 @@ from devices.protocols import _datex_codec as dx
 from devices.protocols.base import DeviceProtocol, Parity, SerialSettings
 from devices.readings import Reading, make_reading
 
+# ---- status and "no value": the Datex table ----------------------------------------------------
+# Source: GE S/5 DRI specification 8005313 (devices.md §2.2). Every field is a signed 16-bit value;
+# anything <= -32001 is a special value and never a reading: -32767 invalid, -32766 not updated,
+# -32765 discontinuity (VSCapture), -32764 under range, -32763 over range, -32762 not calibrated.
+# NIBP label bits: 5 measuring / 7 calibrating → the shown values are not a new result (no
+# reading), 8 "older than 60 s" → not a new measurement. The record has no demo/test flag.
+# Origins: ECG status bits 3-6 = HR source (1 ECG, 2-5 invasive BP1-4, 6 pleth); CO2 label bits
+# 0-2 = RR source (1 CO2, 2 impedance); the ECG group's own RR is impedance.
+_HR_SOURCE = {1: "ecg", 2: "invasive", 3: "invasive", 4: "invasive", 5: "invasive", 6: "pleth"}
+_RR_SOURCE = {1: "co2", 2: "impedance"}
+
 
 def _unix(ts: int) -> datetime | None:
     if ts <= 0:
@@ -166,7 +177,15 @@ class DatexProtocol(DeviceProtocol):
     ) -> list[Reading]:
         out: list[Reading] = []
 
-        def add(param: str, raw: int, scale: float, *, unit: str | None = None) -> None:
+        def add(
+            param: str,
+            raw: int,
+            scale: float,
+            *,
+            unit: str | None = None,
+            origin: str | None = None,
+            channel: str = "",
+        ) -> None:
             if dx.is_special(raw):
                 return  # invalid / not updated / out of range: the device gives no number
             out.append(
@@ -177,6 +196,8 @@ class DatexProtocol(DeviceProtocol):
                     device_time=device_time,
                     source=self.source,
                     unit=unit,
+                    origin=origin,
+                    channel=channel,
                 )
             )
 
@@ -186,7 +207,7 @@ class DatexProtocol(DeviceProtocol):
 
         hr = value_of("ecg", "hr")
         if hr is not None:
-            add("hr", hr, 1)
+            add("hr", hr, 1, origin=_HR_SOURCE.get((groups["ecg"].status >> 3) & 0xF, "ecg"))
         spo2 = value_of("spo2", "spo2")
         if spo2 is not None:
             add("spo2", spo2, 100)
@@ -196,17 +217,25 @@ class DatexProtocol(DeviceProtocol):
         # RR: the CO2 group's rr is the displayed RR (its label says CO2 or impedance source);
         # the ECG group's impedance RR is used when there is no CO2 module.
         rr = value_of("co2", "rr")
+        rr_origin = _RR_SOURCE.get(groups["co2"].label & 0x7, "co2")
         if rr is None or dx.is_special(rr):
-            rr = value_of("ecg", "imp_rr")
+            rr, rr_origin = value_of("ecg", "imp_rr"), "impedance"
         if rr is not None:
-            add("rr", rr, 1)
+            add("rr", rr, 1, origin=rr_origin)
         et = value_of("co2", "et")
         if et is not None:
             add("etco2_pct", et, 100, unit="%")
         for i in range(1, 5):
             temp = value_of(f"t{i}", "temp")
             if temp is not None:
-                add("temp" if i == 1 else f"temp{i}", temp, 100, unit="Cel")
+                add(
+                    "temp" if i == 1 else f"temp{i}",
+                    temp,
+                    100,
+                    unit="Cel",
+                    origin="unspecified",
+                    channel=f"T{i}",
+                )
         out.extend(self._nibp(groups["nibp"], nibp_time, device_time, now))
         return out
 

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from devices.protocols import _intellivue_codec as iv
+from devices.protocols import mdc
 from devices.protocols.base import DeviceProtocol, Parity, SerialSettings
 from devices.readings import Quality, Reading, make_reading
 
@@ -53,20 +54,28 @@ _TEMP: dict[int, _Conv] = {iv.NOM_DIM_DEGC: (1.0, 0.0), iv.NOM_DIM_FAHR: (5.0 / 
 class _Param:
     name: str
     units: dict[int, _Conv]
-    rank: int  # lower wins when one poll carries two sources of the same parameter
+    mdc: str  # IEEE ref id of the physio id (MDC = 2·65536 + code, devices.md §2.1)
+    origin: str  # devices.protocols.mdc.PHILIPS_ORIGIN
 
 
-#: Philips physio id → canonical parameter. RR: the airway (CO2) rate wins over impedance RR
-#: when a monitor reports both in one poll, so one ``rr`` reading comes out per second.
+def _p(physio: int, name: str, units: dict[int, _Conv], refid: str) -> _Param:
+    return _Param(name, units, refid, mdc.PHILIPS_ORIGIN[physio])
+
+
+#: Philips physio id → canonical parameter. Both respiration rates are emitted when a monitor
+#: reports both (impedance ``NOM_RESP_RATE`` and airway ``NOM_AWAY_RESP_RATE``), told apart by
+#: their origin; the chair's source setting (ketamon.domain.sources) picks the charted one.
 PHYSIO_PARAMETERS: dict[int, _Param] = {
-    iv.NOM_ECG_CARD_BEAT_RATE: _Param("hr", _RATE, 0),
-    iv.NOM_PLETH_PULS_RATE: _Param("pr", _RATE, 0),
-    iv.NOM_PULS_OXIM_SAT_O2: _Param("spo2", _PERCENT, 0),
-    iv.NOM_AWAY_RESP_RATE: _Param("rr", _RATE, 0),
-    iv.NOM_RESP_RATE: _Param("rr", _RATE, 1),
-    iv.NOM_AWAY_CO2_ET: _Param("etco2", _PRESSURE, 0),
-    iv.NOM_TEMP: _Param("temp", _TEMP, 0),
-    iv.NOM_PULS_OXIM_PERF_REL: _Param("pi", _PERF, 0),
+    iv.NOM_ECG_CARD_BEAT_RATE: _p(iv.NOM_ECG_CARD_BEAT_RATE, "hr", _RATE, "MDC_ECG_HEART_RATE"),
+    iv.NOM_PLETH_PULS_RATE: _p(iv.NOM_PLETH_PULS_RATE, "pr", _RATE, "MDC_PLETH_PULS_RATE"),
+    iv.NOM_PULS_OXIM_SAT_O2: _p(iv.NOM_PULS_OXIM_SAT_O2, "spo2", _PERCENT, "MDC_PULS_OXIM_SAT_O2"),
+    iv.NOM_AWAY_RESP_RATE: _p(iv.NOM_AWAY_RESP_RATE, "rr", _RATE, "MDC_AWAY_RESP_RATE"),
+    iv.NOM_RESP_RATE: _p(iv.NOM_RESP_RATE, "rr", _RATE, "MDC_RESP_RATE"),
+    iv.NOM_AWAY_CO2_ET: _p(iv.NOM_AWAY_CO2_ET, "etco2", _PRESSURE, "MDC_AWAY_CO2_ET"),
+    iv.NOM_TEMP: _p(iv.NOM_TEMP, "temp", _TEMP, "MDC_TEMP"),
+    iv.NOM_PULS_OXIM_PERF_REL: _p(
+        iv.NOM_PULS_OXIM_PERF_REL, "pi", _PERF, "MDC_PULS_OXIM_PERF_REL"
+    ),
 }
 #: NIBP components (normally one compound NuObsValue list under NOM_PRESS_BLD_NONINV)
 NIBP_PHYSIO: dict[int, str] = {
@@ -74,6 +83,16 @@ NIBP_PHYSIO: dict[int, str] = {
     iv.NOM_PRESS_BLD_NONINV_DIA: "nibp_dia",
     iv.NOM_PRESS_BLD_NONINV_MEAN: "nibp_mean",
 }
+
+
+# ---- status and "no value": the IntelliVue table --------------------------------------------
+# MeasurementState bits (devices.md §2.1, from the Philips Data Export Interface Programming Guide
+# as implemented by VSCaptureMP Class2.cs and PERSEUS): 0x8000 invalid → INVALID, 0x4000
+# questionable → QUESTIONABLE, 0x2000 unavailable → no reading, 0x1000 calibration ongoing →
+# CALIBRATION, 0x0800 test data → TEST, 0x0400 demo data → DEMO, 0x0020 measurement ongoing →
+# NIBP not yet a result (no reading). FLOAT-Type specials NaN 0x007FFFFF, NRes 0x00800000,
+# ±INF 0x007FFFFE/0x00800002 (§2.1) → no reading. MDS operating mode demo → DEMO, service →
+# TEST (quality_from_opmode).
 
 
 def quality_from_state(state: int) -> Quality:
@@ -187,6 +206,8 @@ class IntelliVueProtocol(DeviceProtocol):
         self._poll_at: datetime | None = None
         #: (absolute time, relative time) of the MDS create event: the device clock baseline
         self._baseline: tuple[datetime, int] | None = None
+        #: (raw RelativeTime, unwrapped ticks) of the latest poll: the wrap reference
+        self._rel_ref: tuple[int, int] = (0, 0)
         #: flags from the MDS operating mode (demo / service) applied to every value
         self._mds_quality = Quality.NONE
 
@@ -397,6 +418,8 @@ class IntelliVueProtocol(DeviceProtocol):
             elif aid == iv.ATTR_MODE_OP and len(value) >= 2:
                 mode = int.from_bytes(value[:2], "big")
         self._baseline = (abs_time, rel_time) if abs_time and rel_time is not None else None
+        if rel_time is not None:
+            self._rel_ref = (rel_time, rel_time)
         self._mds_quality = quality_from_opmode(mode)
         if self._phase is _Phase.IDLE:
             return
@@ -409,14 +432,28 @@ class IntelliVueProtocol(DeviceProtocol):
             self._queue(self._poll_request(now))
 
     # ---- numerics -----------------------------------------------------------------------------
-    def _rel_to_time(self, rel: int) -> datetime | None:
+    def _rel_to_time(self, rel: int, *, advance: bool = False) -> datetime | None:
+        """Device time of a RelativeTime, monotonic across counter wraps.
+
+        The 32-bit counter (1/8 ms) wraps every ~6.2 days. Each value is placed relative to the
+        latest poll time seen (signed difference, tolerant of half a period either way) on an
+        unwrapped tick count, so the device time keeps growing across any number of wraps, not
+        only within ±3.1 days of the baseline. ``advance``: this is a poll's own time, which
+        moves the reference forward (per-object stamps, e.g. NIBP, may lie in the past).
+        """
         if self._baseline is None:
             return None
         base_abs, base_rel = self._baseline
-        return base_abs + timedelta(microseconds=iv.rel_delta_ticks(rel, base_rel) * 125)
+        last_raw, last_unwrapped = self._rel_ref
+        unwrapped = last_unwrapped + iv.rel_delta_ticks(rel, last_raw)
+        if advance and unwrapped > last_unwrapped:
+            self._rel_ref = (rel, unwrapped)
+        return base_abs + timedelta(microseconds=(unwrapped - base_rel) * 125)
 
-    def _time_of(self, rel: int | None, abs_raw: bytes | None) -> datetime | None:
-        t = self._rel_to_time(rel) if rel is not None else None
+    def _time_of(
+        self, rel: int | None, abs_raw: bytes | None, *, advance: bool = False
+    ) -> datetime | None:
+        t = self._rel_to_time(rel, advance=advance) if rel is not None else None
         if t is None and abs_raw is not None:
             t = iv.decode_abs_time(abs_raw)
         return t
@@ -427,8 +464,8 @@ class IntelliVueProtocol(DeviceProtocol):
             return []  # keep-alive answers (alert object) and anything else we did not ask for
         if self._phase in (_Phase.ASSOCIATED, _Phase.OPERATING):
             self._streaming = True
-        poll_time = self._time_of(reply.rel_time, reply.abs_time)
-        best: dict[str, tuple[int, Reading]] = {}
+        poll_time = self._time_of(reply.rel_time, reply.abs_time, advance=True)
+        found: list[Reading] = []
         nibp_readings: list[Reading] = []
         for obs in reply.observations:
             stamp_rel: int | None = None
@@ -451,11 +488,11 @@ class IntelliVueProtocol(DeviceProtocol):
                 param = PHYSIO_PARAMETERS.get(v.physio_id)
                 if param is None:
                     continue
-                reading = self._reading(param.name, param.units, v, when, now)
-                if reading is not None and (
-                    param.name not in best or param.rank < best[param.name][0]
-                ):
-                    best[param.name] = (param.rank, reading)
+                reading = self._reading(
+                    param.name, param.units, v, when, now, mdc=param.mdc, origin=param.origin
+                )
+                if reading is not None:
+                    found.append(reading)
             if nibp:
                 key: _NibpKey
                 if stamp_rel is not None:
@@ -466,7 +503,7 @@ class IntelliVueProtocol(DeviceProtocol):
                     # No timestamp from this monitor: a change of the values marks a new cycle.
                     key = ("val", *sorted((k, v.raw_value) for k, v in nibp.items()))
                 nibp_readings.extend(self._nibp(nibp, key, when, now))
-        return nibp_readings + [r for _, r in best.values()]
+        return nibp_readings + found
 
     def _nibp(
         self, parts: dict[str, iv.NuObsValue], key: _NibpKey, when: datetime | None, now: datetime
@@ -493,6 +530,9 @@ class IntelliVueProtocol(DeviceProtocol):
         v: iv.NuObsValue,
         when: datetime | None,
         now: datetime,
+        *,
+        mdc: str | None = None,
+        origin: str | None = None,
     ) -> Reading | None:
         if v.state & iv.MS_UNAVAILABLE:
             return None
@@ -513,6 +553,8 @@ class IntelliVueProtocol(DeviceProtocol):
             device_time=when,
             quality=quality_from_state(v.state) | self._mds_quality,
             source=self.source,
+            mdc=mdc,
+            origin=origin,
         )
 
 

@@ -464,7 +464,8 @@ def test_units_are_converted_and_unknown_units_skipped() -> None:
     assert p.counters.unit_mismatches == 1
 
 
-def test_airway_rr_wins_over_impedance_rr_in_one_poll() -> None:
+def test_impedance_and_airway_rr_both_come_out_with_their_origin() -> None:
+    # issue 16: each reading names its source; the chair's [sources] setting picks the charted one
     p = IntelliVueProtocol()
     readings = p.feed(
         numerics(
@@ -475,7 +476,29 @@ def test_airway_rr_wins_over_impedance_rr_in_one_poll() -> None:
         ),
         NOW,
     )
-    assert [(r.parameter, r.value, r.mdc) for r in readings] == [("rr", 12.0, "MDC_RESP_RATE")]
+    assert [(r.parameter, r.value, r.mdc, r.origin) for r in readings] == [
+        ("rr", 14.0, "MDC_RESP_RATE", "impedance"),
+        ("rr", 12.0, "MDC_AWAY_RESP_RATE", "airway"),
+    ]
+
+
+def test_device_time_stays_monotonic_over_many_days_and_wraps() -> None:
+    # issue 16: the 32-bit relative time (1/8 ms) wraps every ~6.2 days; a poll every 12 h for
+    # 14 days crosses two wraps and passes the half-period (3.1 days) where a difference taken
+    # from the baseline alone turns negative.
+    p = IntelliVueProtocol()
+    base = iv.REL_TIME_MOD - 5 * iv.TICKS_PER_S  # 5 s before the first wrap
+    p.feed(mds_create(V4_TIME, base), NOW)
+    times = []
+    for half_days in range(29):
+        rel = (base + half_days * 12 * 3600 * iv.TICKS_PER_S) % iv.REL_TIME_MOD
+        (r,) = p.feed(
+            numerics([single(iv.NOM_ECG_CARD_BEAT_RATE, iv.NOM_DIM_BEAT_PER_MIN, 61)], rel=rel),
+            NOW,
+        )
+        assert r.device_time == V4_TIME + timedelta(hours=12 * half_days)
+        times.append(r.device_time)
+    assert times == sorted(times) and len(set(times)) == len(times)
 
 
 # ---- NIBP is episodic --------------------------------------------------------------------------
