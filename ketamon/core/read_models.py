@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ketamon.domain.prompts import Prompt, PromptState
 from ketamon.domain.record import EntryKind, SessionEntry, SessionState
 from ketamon.domain.session_clock import SessionClock
-from ketamon.domain.session_rules import phase
+from ketamon.domain.session_rules import DEVICE_INTERVAL, Treatment, devices_for_dose, phase
 from ketamon.domain.side_effects import SIDE_EFFECTS_BY_KEY
 from ketamon.domain.thresholds import Priority
 
@@ -229,6 +229,48 @@ def correctable(entries: Sequence[SessionEntry]) -> list[SessionEntry]:
         if e.kind is EntryKind.CORRECTION and e.data.get("in_error")
     }
     return [e for e in entries if e.kind in CORRECTABLE and e.id not in gone]
+
+
+def _mmss(seconds: float) -> str:
+    s = max(0, int(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class DosingStatus:
+    """What the chair header and the overview card say about dosing now."""
+
+    text: str
+    waiting: bool = False  # a countdown runs (the next device, or an infusion)
+    ready: bool = False  # the next device may be given now
+
+
+def dosing_status(state: SessionState, now: datetime) -> DosingStatus | None:
+    """The next esketamine device's countdown (5 min after the last one), or an IV infusion's
+    elapsed time and planned stop; None when there is nothing to say."""
+    plan = state.plan
+    if plan.treatment is Treatment.ESKETAMINE and plan.dose_mg:
+        n = devices_for_dose(plan.dose_mg)
+        given = len(state.devices)
+        if given == 0 or given >= n:
+            return None
+        left = (state.devices[-1].at + DEVICE_INTERVAL - now).total_seconds()
+        if left > 0:
+            return DosingStatus(f"Device {given + 1} of {n} in {_mmss(left)}", waiting=True)
+        return DosingStatus(f"Device {given + 1} of {n}: ready now", ready=True)
+    inf = state.infusion
+    if plan.treatment is Treatment.IV_KETAMINE and inf is not None:
+        planned_stop = inf.start + timedelta(minutes=inf.planned_minutes)
+        if inf.stop is None:
+            elapsed = (now - inf.start).total_seconds()
+            return DosingStatus(
+                f"IV {_mmss(elapsed)} of {inf.planned_minutes:g} min · planned stop "
+                f"{planned_stop.astimezone().strftime('%H:%M')}",
+                waiting=True,
+            )
+        ran = (inf.stop - inf.start).total_seconds() / 60.0
+        return DosingStatus(f"IV stopped after {ran:.0f} min: {inf.given_mg or 0:g} mg")
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,11 @@ from ketamon.core.commands import SideEffectInput
 from ketamon.core.ports import Authenticator, SessionRepository
 from ketamon.core.read_models import (
     ChairSummary,
+    DosingStatus,
     RecordLine,
     chair_summary,
     correctable,
+    dosing_status,
     record_lines,
 )
 from ketamon.core.session import (
@@ -58,7 +60,7 @@ from ketamon.domain.thresholds import Priority, ThresholdProfile
 from ketamon.presenters.runner import CommandRunner, Pending
 
 MEDICINES = ("benzodiazepine", "hypnotic", "opioid", "psychostimulant", "maoi")
-__all__ = ["ChairPresenter", "LinkInfo", "Refused", "SideEffectInput"]
+__all__ = ["ChairPresenter", "LinkInfo", "RecordLine", "Refused", "SideEffectInput"]
 
 
 def _screen_part(s: SessionState) -> SessionState:
@@ -167,6 +169,8 @@ class ChairPresenter(QObject):
         self._shown_state: SessionState | None = None
         self._shown_session: int | None = None
         self._pending_symptoms = False
+        #: when each flag held now was raised (the record has it too, while a session runs)
+        self._raised_at: dict[str, datetime] = {}
         acquisition.set_sink(self._on_device_readings)
         acquisition.sig_alarm_changed.connect(self._on_acquisition_alarm_changed)
         acquisition.sig_link_changed.connect(self._on_acquisition_link_changed)
@@ -205,6 +209,15 @@ class ChairPresenter(QObject):
 
     def worst_alarm(self) -> Priority | None:
         return self._acq.worst_alarm()
+
+    def raised_at(self, key: str) -> datetime | None:
+        """When the flag ``key`` was raised (as recorded, else as announced here)."""
+        s = self.state
+        if s is not None:
+            status = s.alarms.get(key)
+            if status is not None:
+                return status.raised_at
+        return self._raised_at.get(key)
 
     @property
     def state(self) -> SessionState | None:
@@ -297,6 +310,11 @@ class ChairPresenter(QObject):
             return None
         left = (s.devices[-1].at + timedelta(minutes=5) - self.now()).total_seconds()
         return max(0.0, left)
+
+    def dosing_status(self) -> DosingStatus | None:
+        """The next device's countdown, or the infusion's elapsed time and planned stop."""
+        s = self.state
+        return None if s is None else dosing_status(s, self.now())
 
     def planned_devices(self) -> int:
         s = self.state
@@ -630,6 +648,10 @@ class ChairPresenter(QObject):
 
     def _announce(self, events: Sequence[AlarmEvent]) -> None:
         for e in events:
+            if e.action is AlarmAction.RAISED:
+                self._raised_at[e.key] = e.time
+            elif e.action in (AlarmAction.CLEARED, AlarmAction.RESET):
+                self._raised_at.pop(e.key, None)
             if e.action in (AlarmAction.RAISED, AlarmAction.ESCALATED):
                 self.sig_alarm_raised.emit(AlarmAnnouncement(e.key, e.priority))
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -32,11 +34,23 @@ AUDIO_PAUSE_S = 120.0  # default 2 min (site profile: alarms.audio_pause_min, 1-
 REPEAT_S = {Priority.HIGH: 15.0, Priority.MEDIUM: 30.0}
 
 
-class AlarmRow(QLabel):
-    def __init__(self, alarm: ActiveAlarm, parent: QWidget | None = None) -> None:
+def _clock(when: datetime | None) -> str:
+    return "" if when is None else when.astimezone().strftime("%H:%M")
+
+
+class AlarmRow(QFrame):
+    """One flag on one or two lines: marker, priority word and the condition ("SYS 165 > 160"),
+    the time it was raised, its state, and a button that acknowledges this flag alone."""
+
+    sig_acknowledge_requested = Signal(object)
+
+    def __init__(
+        self, alarm: ActiveAlarm, raised: datetime | None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
+        self.setObjectName("alarmRow")
         self.alarm = alarm
-        self.setWordWrap(True)
+        self.raised = raised
         state = []
         if alarm.state is AlarmState.LATCHED:
             state.append("latched")
@@ -46,29 +60,62 @@ class AlarmRow(QLabel):
             state.append("technical")
         word = theme.PRIORITY_TEXT[alarm.priority]
         msg = alarm.message.lstrip("* ")
-        self.setText(
-            f"{alarm.priority.marker} {word}: {msg}" + (f"  [{', '.join(state)}]" if state else "")
+        since = f" · {_clock(raised)}" if raised is not None else ""
+        self._text = f"{alarm.priority.marker} {word}: {msg}{since}" + (
+            f"  [{', '.join(state)}]" if state else ""
         )
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 2, 2, 2)
+        lay.setSpacing(4)
+        self.label = QLabel(self._text)
+        self.label.setWordWrap(True)
+        self.label.setStyleSheet("background: transparent; color: inherit")
+        lay.addWidget(self.label, 1)
+        self.ack = QPushButton("ACK")
+        self.ack.setObjectName("flagAck")
+        self.ack.setToolTip("Acknowledge this flag (Ctrl+K: the most urgent one)")
+        self.ack.setFixedWidth(46)
+        self.ack.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.ack.clicked.connect(lambda _=False: self.sig_acknowledge_requested.emit(alarm.key))
+        lay.addWidget(self.ack)  # before setVisible: a parentless button would be a window
+        self.ack.setVisible(not alarm.acknowledged)
         self.setMinimumHeight(30)
-        self._lit = True
+        self._lit: bool | None = None
         self.paint(True)
 
+    def text(self) -> str:
+        return self._text
+
     def paint(self, lit: bool) -> None:
+        lit = lit or self.alarm.acknowledged
+        if lit == self._lit:
+            return  # restyling re-polishes the row: only when it changes
+        self._lit = lit
         colour = theme.PRIORITY_COLOURS[self.alarm.priority]
-        if lit or self.alarm.acknowledged:
+        if lit:
             self.setStyleSheet(
-                f"background: {colour}; color: #000; font-weight: bold; padding: 4px;"
-                "border-radius: 4px; font-size: 11pt"
+                f"QFrame#alarmRow {{ background: {colour}; border: 2px solid {colour};"
+                " border-radius: 4px; }"
+                "QLabel { color: #000; font-weight: bold; font-size: 10pt; }"
+                "QPushButton#flagAck { background: #12171c; color: #fff; padding: 0px;"
+                " min-height: 24px; font-size: 9pt; }"
             )
         else:
             self.setStyleSheet(
-                f"background: #12171c; color: {colour}; font-weight: bold; padding: 4px;"
-                f"border: 2px solid {colour}; border-radius: 4px; font-size: 11pt"
+                f"QFrame#alarmRow {{ background: #12171c; border: 2px solid {colour};"
+                " border-radius: 4px; }"
+                f"QLabel {{ color: {colour}; font-weight: bold; font-size: 10pt; }}"
+                "QPushButton#flagAck { background: #24303b; color: #fff; padding: 0px;"
+                " min-height: 24px; font-size: 9pt; }"
             )
 
 
 class AlarmPanel(QWidget):
-    sig_acknowledge_requested = Signal()
+    """The chair's flags, most urgent first, each with its own ACK; ACK ALL, ALARM RESET and
+    AUDIO PAUSED (with its countdown, in full) below."""
+
+    #: a flag's key, or None for all of them
+    sig_acknowledge_requested = Signal(object)
     sig_reset_requested = Signal()
 
     def __init__(
@@ -78,35 +125,46 @@ class AlarmPanel(QWidget):
         parent: QWidget | None = None,
         *,
         audio_pause_s: float = AUDIO_PAUSE_S,
+        raised_at: Callable[[str], datetime | None] | None = None,
     ) -> None:
         super().__init__(parent)
         self._active = active
         self._sound = sound
+        self._raised_at = raised_at
         self.pause = AudioPause(audio_pause_s)
         self._last_sounded: dict[str, float] = {}
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        head = QLabel("Flags (advisory: the bedside monitor is the primary alarm)")
-        head.setWordWrap(True)
-        head.setStyleSheet("color: #9aa5b1; font-size: 10pt")
+        lay.setSpacing(3)
+        head = QLabel("Flags · advisory: the bedside monitor is the primary alarm")
+        head.setToolTip(
+            "ketamon's flags support documentation; the bedside monitor's alarms are primary"
+        )
+        head.setStyleSheet("color: #9aa5b1; font-size: 9pt")
         lay.addWidget(head)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         holder = QWidget()
         self.rows_box = QVBoxLayout(holder)
         self.rows_box.setContentsMargins(0, 0, 0, 0)
-        self.rows_box.setSpacing(4)
+        self.rows_box.setSpacing(3)
         self.rows_box.addStretch(1)
         scroll.setWidget(holder)
+        self.scroll_area = scroll
         lay.addWidget(scroll, 1)
         self.none_label = QLabel("No active flags")
         self.none_label.setStyleSheet("color: #6c7883")
         self.rows_box.insertWidget(0, self.none_label)
-        buttons = QHBoxLayout()
-        self.ack_button = QPushButton("✔ ACKNOWLEDGED")
-        self.ack_button.setToolTip("Acknowledge all flags at this chair (Ctrl+K)")
-        self.ack_button.clicked.connect(self.sig_acknowledge_requested)
+        buttons = QGridLayout()
+        buttons.setSpacing(4)
+        self.ack_button = QPushButton("✔ ACK ALL")
+        self.ack_button.setToolTip(
+            "ACKNOWLEDGED: acknowledge every flag at this chair (Ctrl+Shift+K); "
+            "Ctrl+K acknowledges the most urgent one"
+        )
+        self.ack_button.clicked.connect(lambda _=False: self.sig_acknowledge_requested.emit(None))
         self.pause_button = QPushButton("⊘ AUDIO PAUSED")
         self.pause_button.setToolTip(
             f"Pause alarm sounds for {audio_pause_s / 60:g} min "
@@ -119,15 +177,17 @@ class AlarmPanel(QWidget):
             "End the flags whose condition has gone (latched flags); flags still present stay"
         )
         self.reset_button.clicked.connect(self.sig_reset_requested)
-        # one row, compact: the IEC 60601-1-8 names must be readable whole at 1366×768
-        buttons.setSpacing(4)
+        # Two rows: the IEC 60601-1-8 names and the pause countdown readable whole at 1366×768
+        buttons.addWidget(self.ack_button, 0, 0)
+        buttons.addWidget(self.reset_button, 0, 1)
+        buttons.addWidget(self.pause_button, 1, 0, 1, 2)
         for b in (self.ack_button, self.pause_button, self.reset_button):
-            b.setMinimumHeight(44)
-            b.setStyleSheet("font-size: 9pt; padding: 2px 4px")
-            buttons.addWidget(b)
+            b.setMinimumHeight(34)
+            b.setStyleSheet("font-size: 10pt; padding: 2px 4px; min-height: 30px")
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys are Ctrl+K / Ctrl+Shift+K
         lay.addLayout(buttons)
         self.rows: list[AlarmRow] = []
-        self._keys: list[tuple[str, int, bool, str, str]] = []
+        self._keys: list[tuple[str, int, bool, str, str, datetime | None]] = []
         self._t0 = time.monotonic()
         self._timer = QTimer(self)
         self._timer.setInterval(100)
@@ -166,17 +226,35 @@ class AlarmPanel(QWidget):
 
     def refresh(self) -> None:
         alarms = self._active()
-        keys = [(a.key, int(a.priority), a.acknowledged, a.state.value, a.message) for a in alarms]
+        when = self._raised_at
+        keys = [
+            (
+                a.key,
+                int(a.priority),
+                a.acknowledged,
+                a.state.value,
+                a.message,
+                when(a.key) if when is not None else None,
+            )
+            for a in alarms
+        ]
         if keys == self._keys:
             return
         self._keys = keys
         for r in self.rows:
             self.rows_box.removeWidget(r)
             r.deleteLater()
-        self.rows = [AlarmRow(a) for a in alarms]
+        self.rows = [AlarmRow(a, k[5]) for a, k in zip(alarms, keys, strict=True)]
         for i, r in enumerate(self.rows):
+            r.sig_acknowledge_requested.connect(self.sig_acknowledge_requested)
             self.rows_box.insertWidget(1 + i, r)
         self.none_label.setVisible(not self.rows)
+        self.ack_button.setEnabled(any(not a.acknowledged for a in alarms))
+        self.reset_button.setEnabled(any(a.state is AlarmState.LATCHED for a in alarms))
+
+    def most_urgent_unacknowledged(self) -> str | None:
+        """The key Ctrl+K acknowledges: the first unacknowledged flag (most urgent first)."""
+        return next((a.key for a in self._active() if not a.acknowledged), None)
 
     def texts(self) -> list[str]:
         return [r.text() for r in self.rows]

@@ -24,6 +24,7 @@ from ketamon.domain.thresholds import Priority
 from ketamon.presenters.chair import AlarmAnnouncement, ChairPresenter, LinkInfo
 from ketamon.ui.alarm_panel import AlarmPanel
 from ketamon.ui.chart import TrendChartWidget
+from ketamon.ui.keys import guard_wheel
 from ketamon.ui.numerics import NumericsPanel
 from ketamon.ui.panels import (
     CadssPanel,
@@ -86,12 +87,17 @@ class ChairViewWidget(QWidget):
         self.clock_label = QLabel("")
         self.clock_label.setObjectName("observationCountdown")
         self.clock_label.setStyleSheet("font-size: 15pt; font-weight: bold")
+        self.dose_label = QLabel("")
+        self.dose_label.setObjectName("doseCountdown")
+        self.dose_label.setStyleSheet("font-size: 14pt; font-weight: bold; color: #ffcc00")
         self.link_label = QLabel(model.link.text)
         self.link_label.setObjectName("chairStatus")
         header.addWidget(self.title)
         header.addSpacing(12)
         header.addWidget(self.phase_label)
         header.addStretch(1)
+        header.addWidget(self.dose_label)
+        header.addSpacing(16)
         header.addWidget(self.clock_label)
         header.addSpacing(16)
         header.addWidget(self.link_label)
@@ -114,11 +120,11 @@ class ChairViewWidget(QWidget):
         self.prompt_box = QVBoxLayout()
         side.addLayout(self.prompt_box)
         self.prompt_buttons: list[QPushButton] = []
-        self.alarm_panel = AlarmPanel(model.active_alarms, sound, audio_pause_s=audio_pause_s)
+        self.alarm_panel = AlarmPanel(
+            model.active_alarms, sound, audio_pause_s=audio_pause_s, raised_at=model.raised_at
+        )
         self.alarm_panel.sig_acknowledge_requested.connect(self._on_acknowledge_requested)
-        reset = getattr(self.alarm_panel, "sig_reset_requested", None)
-        if reset is not None:
-            reset.connect(self._on_reset_requested)
+        self.alarm_panel.sig_reset_requested.connect(self._on_reset_requested)
         side.addWidget(self.alarm_panel, 1)
         self.pleth = PlethStripWidget(model.pleth)
         self.pleth.setVisible(False)  # shown once the monitor sends a pleth waveform
@@ -137,9 +143,21 @@ class ChairViewWidget(QWidget):
             sc = QShortcut(QKeySequence(shortcut), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(lambda k=key: self.open_panel(k))
-        back = QShortcut(QKeySequence("Esc"), self)
-        back.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        back.activated.connect(self.show_chart)
+        # Keys work wherever the focus is within the chair (the main window puts the focus
+        # into the chair when it is shown): Esc back to the chart, Ctrl+K acknowledges the
+        # most urgent flag, Ctrl+Shift+K all of them, Ctrl+P AUDIO PAUSED, Ctrl+Shift+R
+        # ALARM RESET.
+        for keys, slot in (
+            ("Esc", self.show_chart),
+            ("Ctrl+K", self.acknowledge_most_urgent),
+            ("Ctrl+Shift+K", self.alarm_panel.ack_button.click),
+            ("Ctrl+P", self.alarm_panel.pause_button.click),
+            ("Ctrl+Shift+R", self.alarm_panel.reset_button.click),
+        ):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+        self.chart.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         root.addLayout(bar)
         model.sig_changed.connect(self._on_model_changed)
         model.sig_session_changed.connect(self._on_model_session_changed)
@@ -184,14 +202,33 @@ class ChairViewWidget(QWidget):
 
     # ---- navigation -------------------------------------------------------------------------
     def open_panel(self, key: str) -> None:
+        if not self.action_enabled(key):
+            return  # a key for an action that is not possible now (as its greyed button)
         panel = self.panels[key]
         panel.refresh()
+        guard_wheel(panel)
         self.stack.setCurrentWidget(panel)
+        panel.focus_first()  # typing goes into the form at once
         self._refresh_view()  # header, countdowns and Due list as of now
+
+    def action_enabled(self, key: str) -> bool:
+        b = self.action_buttons.get(key)
+        return b is None or b.isEnabled()
 
     def show_chart(self) -> None:
         self.stack.setCurrentWidget(self.chart)
         self._refresh_actions()
+        if self.isVisible():
+            self.chart.setFocus(Qt.FocusReason.OtherFocusReason)  # keys stay in this chair
+
+    def take_focus(self) -> None:
+        """Put the keyboard focus into this chair (shown by Ctrl+N or an overview card): the
+        open form's first field, else the chart, so the F-keys work at once."""
+        key = self.current_panel()
+        if key is not None:
+            self.panels[key].focus_first()
+        else:
+            self.chart.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def current_panel(self) -> str | None:
         w = self.stack.currentWidget()
@@ -232,6 +269,8 @@ class ChairViewWidget(QWidget):
                 f"T+{m:.0f} min · "
                 + (f"2-h observation: {left:.0f} min left" if left > 0 else "2 h complete")
             )
+        dosing = self.model.dosing_status()
+        self.dose_label.setText("" if dosing is None else dosing.text)
         ph = self.model.phase()
         self.phase_label.setText(
             "" if s is None else f"{s.patient.label} · {ph.label if ph else ''}"
@@ -338,8 +377,14 @@ class ChairViewWidget(QWidget):
         self.link_label.setStyleSheet("color: #ff6b6b; font-weight: bold")
         self.link_label.setText(f"NOT SAVED: {message}")
 
-    def _on_acknowledge_requested(self) -> None:
-        self.model.acknowledge(None).on_done(lambda _p: self.alarm_panel.refresh())
+    def _on_acknowledge_requested(self, key: str | None) -> None:
+        self.model.acknowledge(key).on_done(lambda _p: self.alarm_panel.refresh())
+
+    def acknowledge_most_urgent(self) -> None:
+        """Ctrl+K: the most urgent flag not yet acknowledged (one flag, not all of them)."""
+        key = self.alarm_panel.most_urgent_unacknowledged()
+        if key is not None:
+            self._on_acknowledge_requested(key)
 
     def _on_reset_requested(self) -> None:
         self.model.reset_alarms().on_done(lambda _p: self.alarm_panel.refresh())

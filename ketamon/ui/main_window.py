@@ -3,11 +3,20 @@ and the signed-in user are always visible."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ketamon import SAFETY_STATEMENT
+from ketamon.domain.thresholds import Priority
 from ketamon.ui.chair_view import ChairViewWidget
 from ketamon.ui.overview import OverviewWidget
 from ketamon.ui.review import ReviewWidget
@@ -31,6 +40,19 @@ class MainWindow(QMainWindow):
         self.user_label.setObjectName("safetyBanner")
         top.addWidget(self.user_label)
         lay.addLayout(top)
+        #: another chair's unacknowledged high-priority flag, on every screen; a click (or
+        #: Ctrl+G) goes to that chair
+        self.alert_banner = QPushButton("")
+        self.alert_banner.setObjectName("otherChairAlert")
+        self.alert_banner.setStyleSheet(
+            "QPushButton#otherChairAlert { background: #ff3b30; color: #000; font-weight: bold;"
+            " font-size: 13pt; border-radius: 0px; padding: 4px 10px; text-align: left; }"
+        )
+        self.alert_banner.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.alert_banner.clicked.connect(self._on_alert_banner_clicked)
+        self.alert_banner.hide()
+        self._alert_target: int | None = None
+        lay.addWidget(self.alert_banner)
         self.tabs = QTabWidget()
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
@@ -41,8 +63,9 @@ class MainWindow(QMainWindow):
         for i in range(10):
             sc = QShortcut(QKeySequence(f"Ctrl+{i}"), self)
             sc.activated.connect(lambda i=i: self.tabs.setCurrentIndex(i))
-        ack = QShortcut(QKeySequence("Ctrl+K"), self)
-        ack.activated.connect(self._on_ack_shortcut_activated)
+        go = QShortcut(QKeySequence("Ctrl+G"), self)
+        go.activated.connect(self._on_alert_banner_clicked)
+        self.tabs.currentChanged.connect(self._on_tab_shown)
         self._overview_timer = QTimer(self)
         self._overview_timer.setInterval(1000)
         self._overview_timer.timeout.connect(self._on_overview_timer_timeout)
@@ -56,6 +79,7 @@ class MainWindow(QMainWindow):
             self.chair_views.append(view)
             self.tabs.addTab(view, f"{view.model.name} (Ctrl+{i})")
             view.start()
+            view.model.sig_alarms_changed.connect(self.refresh_alert_banner)
         self._overview_timer.start()
 
     def add_review(self, review: ReviewWidget) -> None:
@@ -103,11 +127,41 @@ class MainWindow(QMainWindow):
                 worst = v.model.worst_alarm()
                 marker = f" {worst.marker}" if worst is not None else ""
                 self.tabs.setTabText(i, f"{v.model.name}{marker} (Ctrl+{i})")
+        self.refresh_alert_banner()
 
-    def _on_ack_shortcut_activated(self) -> None:
-        view = self.tabs.currentWidget()
+    def _on_tab_shown(self, index: int) -> None:
+        view = self.tabs.widget(index)
         if isinstance(view, ChairViewWidget):
-            view.alarm_panel.ack_button.click()
+            view.take_focus()  # the F-keys work at once, without a click on the chart
+        self.refresh_alert_banner()
+
+    def refresh_alert_banner(self) -> None:
+        """Show the most urgent unacknowledged high-priority flag of any chair not on screen."""
+        current = self.tabs.currentWidget()
+        alerts: list[tuple[int, str, str]] = []
+        for i, v in enumerate(self.chair_views, 1):
+            if v is current:
+                continue
+            for a in v.model.active_alarms():
+                if a.priority is Priority.HIGH and not a.acknowledged:
+                    alerts.append((i, v.model.name, a.message.lstrip("* ")))
+                    break
+        if not alerts:
+            self._alert_target = None
+            self.alert_banner.hide()
+            return
+        i, name, message = alerts[0]
+        more = f"   (+{len(alerts) - 1} more chair{'s' if len(alerts) > 2 else ''})"
+        self._alert_target = i
+        self.alert_banner.setText(
+            f"*** HIGH · {name}: {message}{more if len(alerts) > 1 else ''}"
+            f"   ▶ go to {name} (Ctrl+G)"
+        )
+        self.alert_banner.show()
+
+    def _on_alert_banner_clicked(self) -> None:
+        if self._alert_target is not None:
+            self.tabs.setCurrentIndex(self._alert_target)
 
     def stop(self) -> None:
         self._overview_timer.stop()

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -39,7 +41,7 @@ from ketamon.domain.record import EntryKind, PatientInfo, Plan
 from ketamon.domain.scales import CADSS_ITEMS, MOAAS_LEVELS, MOAAS_SOURCE, cadss_item_label
 from ketamon.domain.session_rules import PrescriberDecision, Treatment
 from ketamon.domain.side_effects import BP_SYMPTOMS, SIDE_EFFECTS, Severity
-from ketamon.presenters.chair import ChairPresenter, Refused, SideEffectInput
+from ketamon.presenters.chair import ChairPresenter, RecordLine, Refused, SideEffectInput
 from ketamon.presenters.runner import Pending, chain
 from ketamon.presenters.views import SCENARIO_NAMES
 
@@ -65,6 +67,7 @@ class Panel(QWidget):
         body = QWidget()
         self.body = QVBoxLayout(body)
         scroll.setWidget(body)
+        self.scroll_area = scroll
         outer.addWidget(scroll, 1)
         self.error = QLabel("")
         self.error.setObjectName("panelError")
@@ -83,13 +86,51 @@ class Panel(QWidget):
         row.addWidget(self.cancel_button)
         row.addWidget(self.save_button)
         outer.addLayout(row)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        save = QShortcut(QKeySequence("Ctrl+Return"), self)
+        save.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        save.activated.connect(self._on_save_clicked)
 
     def save_text(self) -> str:
         return "Save"
 
     def refresh(self) -> None:
-        """Called when the panel is shown again."""
+        """Called when the panel is shown again: from the top, no old error."""
         self.error.setText("")
+        self.scroll_area.verticalScrollBar().setValue(0)
+
+    def first_field(self) -> QWidget | None:
+        """Where typing goes when the panel opens (default: the first field that takes the
+        keyboard focus, in the form's tab order)."""
+        body = self.scroll_area.widget()
+        if body is None:
+            return None
+        w = body.nextInFocusChain()
+        seen = 0
+        while w is not None and seen < 500:
+            if not body.isAncestorOf(w):
+                break
+            if (
+                w.isVisibleTo(self)
+                and w.isEnabled()
+                and w.focusPolicy() & Qt.FocusPolicy.TabFocus
+                and isinstance(w, QLineEdit | QPlainTextEdit | QAbstractSpinBox | QComboBox)
+            ):
+                return w
+            w = w.nextInFocusChain()
+            seen += 1
+        return None
+
+    def focus_first(self) -> None:
+        w = self.first_field()
+        (w if w is not None else self).setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Enter saves (Ctrl+Enter in a multi-line note, where Enter starts a new line)."""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.save_button.isVisible():
+            self._on_save_clicked()
+            return
+        super().keyPressEvent(event)
 
     def save(self) -> Pending[Any] | None:
         """Give the entry to the presenter; raise :class:`Refused` for what is wrong at once."""
@@ -515,11 +556,22 @@ class DosePanel(Panel):
         self.stop_button = QPushButton("Stop infusion")
         self.stop_button.setStyleSheet(BIG)
         self.stop_button.clicked.connect(self._on_stop_clicked)
+        self.keep_button = QPushButton("Keep it running")
+        self.keep_button.setStyleSheet(BIG)
+        self.keep_button.clicked.connect(self._on_keep_clicked)
+        self.keep_button.hide()
         stop.addWidget(self.stop_reason, 1)
+        stop.addWidget(self.keep_button)
         stop.addWidget(self.stop_button)
         self.stop_row = QWidget()
         self.stop_row.setLayout(stop)
         self.body.addWidget(self.stop_row)
+        self.stop_warning = QLabel("")
+        self.stop_warning.setObjectName("stopWarning")
+        self.stop_warning.setWordWrap(True)
+        self.stop_warning.setStyleSheet("color: #ffcc00; font-weight: bold; font-size: 13pt")
+        self.body.addWidget(self.stop_warning)
+        self._confirming_stop = False
         self.body.addStretch(1)
 
     def save_text(self) -> str:
@@ -527,6 +579,7 @@ class DosePanel(Panel):
 
     def refresh(self) -> None:
         super().refresh()
+        self._reset_stop()
         s = self.model.state
         if s is None:
             return
@@ -569,6 +622,7 @@ class DosePanel(Panel):
             self.stop_row.setVisible(inf is not None and inf.stop is None)
         else:
             self.info.setText("Other treatment: describe it and log when it was given.")
+            self.description.setFocus()
             self.save_button.setText("Log treatment given")
             self.save_button.setEnabled(s.other_dose is None)
             self.lot_row.setVisible(False)
@@ -576,16 +630,8 @@ class DosePanel(Panel):
         self.tick()
 
     def tick(self) -> None:
-        left = self.model.next_device_in_s()
-        self.countdown.setText(
-            ""
-            if left is None
-            else (
-                f"Next device in {int(left // 60)}:{int(left % 60):02d}"
-                if left > 0
-                else "Next device: ready"
-            )
-        )
+        status = self.model.dosing_status()
+        self.countdown.setText("" if status is None else status.text)
         blockers = self.model.dose_blockers()
         self.blockers.setText("\n".join(f"• {b}" for b in blockers))
 
@@ -602,14 +648,45 @@ class DosePanel(Panel):
     def saved(self, p: Pending[Any]) -> None:
         self.description.clear()
 
+    def _early_min(self) -> float:
+        """How many minutes before its planned stop the running infusion is (0: not early)."""
+        s = self.model.state
+        inf = s.infusion if s is not None else None
+        if inf is None or inf.stop is not None:
+            return 0.0
+        planned = inf.start + timedelta(minutes=inf.planned_minutes)
+        return max(0.0, (planned - self.model.now()).total_seconds() / 60.0)
+
     def _on_stop_clicked(self) -> None:
+        early = self._early_min()
+        if early >= 0.5 and not self._confirming_stop:
+            # stopping early is asked twice: the infusion's planned dose would not be given
+            self._confirming_stop = True
+            self.stop_warning.setText(
+                f"Stop the infusion {early:.0f} min before its planned stop? Give the reason, "
+                "then press 'Stop now' again."
+            )
+            self.stop_button.setText("Stop now")
+            self.keep_button.show()
+            self.stop_reason.setFocus()
+            return
+        self._reset_stop()
         pending = self.model.stop_infusion(self.stop_reason.text())
         self.saving = pending
         pending.on_done(self._on_saved)
 
+    def _on_keep_clicked(self) -> None:
+        self._reset_stop()
+
+    def _reset_stop(self) -> None:
+        self._confirming_stop = False
+        self.stop_warning.setText("")
+        self.stop_button.setText("Stop infusion")
+        self.keep_button.hide()
+
 
 class MoaasPanel(Panel):
-    title = "Sedation: MOAA/S (one tap records)"
+    title = "Sedation: MOAA/S (one tap, or its digit 0–5, records)"
 
     def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
@@ -626,6 +703,14 @@ class MoaasPanel(Panel):
         self.body.addStretch(1)
         self.save_button.hide()
 
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Digits 0–5 record that MOAA/S score (the buttons' numbers)."""
+        text = event.text()
+        if len(text) == 1 and text.isdigit() and int(text) in self.buttons:
+            self._record(int(text))
+            return
+        super().keyPressEvent(event)
+
     def _record(self, score: int) -> None:
         if self.saving is not None and not self.saving.done:
             return
@@ -634,34 +719,51 @@ class MoaasPanel(Panel):
 
 
 class CadssPanel(Panel):
+    """23 items scored 0–4. "All 0" scores every unscored item 0, so a calm patient takes three
+    actions; from the keyboard, ↑/↓ pick the item and a digit 0–4 scores it and moves on."""
+
     title = "Dissociation: CADSS (23 items, 0–4)"
 
     def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
         note = QLabel(
-            "Item numbers and neutral labels only; the item wording is licensed "
-            "separately and is not shipped with ketamon."
+            "Item numbers and neutral labels only; the item wording is licensed separately and "
+            "is not shipped with ketamon. Keys: ↑/↓ item, 0–4 score it, Enter saves."
         )
         note.setWordWrap(True)
         note.setStyleSheet("color: #8a96a3")
         self.body.addWidget(note)
+        tools = QHBoxLayout()
+        self.all_zero_button = QPushButton("All unscored items 0")
+        self.all_zero_button.setStyleSheet(BIG)
+        self.all_zero_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.all_zero_button.clicked.connect(self._on_all_zero_clicked)
+        tools.addWidget(self.all_zero_button)
+        tools.addStretch(1)
+        self.body.addLayout(tools)
         grid = QGridLayout()
+        grid.setVerticalSpacing(2)
         self.groups: dict[int, QButtonGroup] = {}
+        self.item_labels: dict[int, QLabel] = {}
         for item in range(1, CADSS_ITEMS + 1):
-            grid.addWidget(QLabel(cadss_item_label(item)), item, 0)
+            label = QLabel(cadss_item_label(item))
+            grid.addWidget(label, item, 0)
+            self.item_labels[item] = label
             g = QButtonGroup(self)
             for score in range(5):
                 b = QPushButton(str(score))
                 b.setCheckable(True)
-                b.setMinimumSize(44, 36)
+                b.setMinimumSize(44, 32)
+                b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys go to the form
                 g.addButton(b, score)
                 grid.addWidget(b, item, 1 + score)
-            g.idClicked.connect(self._on_score_clicked)
+            g.idClicked.connect(lambda score, i=item: self._on_item_scored(i))
             self.groups[item] = g
         self.body.addLayout(grid)
         self.total = QLabel("Total: –")
         self.total.setStyleSheet("font-size: 14pt; font-weight: bold")
         self.body.addWidget(self.total)
+        self.current_item = 1
 
     def refresh(self) -> None:
         super().refresh()
@@ -670,7 +772,50 @@ class CadssPanel(Panel):
             for b in g.buttons():
                 b.setChecked(False)
             g.setExclusive(True)
+        self.select_item(1)
         self._on_score_clicked(0)
+
+    def first_field(self) -> QWidget | None:
+        return self  # the digits score the current item
+
+    def select_item(self, item: int) -> None:
+        item = max(1, min(CADSS_ITEMS, item))
+        old = self.item_labels.get(self.current_item)
+        if old is not None:
+            old.setStyleSheet("")
+        self.current_item = item
+        label = self.item_labels[item]
+        label.setStyleSheet("background: #32d2f0; color: #000; font-weight: bold; padding: 2px")
+        self.scroll_area.ensureWidgetVisible(label, 0, 40)
+
+    def score_current(self, score: int) -> None:
+        self.groups[self.current_item].button(score).setChecked(True)
+        self._on_item_scored(self.current_item)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key, text = event.key(), event.text()
+        if len(text) == 1 and text in "01234":
+            self.score_current(int(text))
+        elif key == Qt.Key.Key_Down:
+            self.select_item(self.current_item + 1)
+        elif key == Qt.Key.Key_Up:
+            self.select_item(self.current_item - 1)
+        else:
+            super().keyPressEvent(event)
+
+    def _on_all_zero_clicked(self) -> None:
+        for g in self.groups.values():
+            if g.checkedId() < 0:
+                g.button(0).setChecked(True)
+        self._on_score_clicked(0)
+
+    def _on_item_scored(self, item: int) -> None:
+        self._on_score_clicked(0)
+        nxt = next(
+            (i for i in range(item + 1, CADSS_ITEMS + 1) if self.groups[i].checkedId() < 0),
+            min(item + 1, CADSS_ITEMS),
+        )
+        self.select_item(nxt)
 
     def items(self) -> dict[int, int]:
         return {i: g.checkedId() for i, g in self.groups.items() if g.checkedId() >= 0}
@@ -693,6 +838,9 @@ class CadssPanel(Panel):
 
 
 class SideEffectsPanel(Panel):
+    """One row per effect: tick it, then its severity, onset, the serious-adverse-event answer
+    (for the serious ones) and its own details. An unticked row's fields are off."""
+
     title = "Side effects"
 
     def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
@@ -702,7 +850,9 @@ class SideEffectsPanel(Panel):
         grid.addWidget(QLabel("<b>Severity</b>"), 0, 1)
         grid.addWidget(QLabel("<b>Onset (min after dose)</b>"), 0, 2)
         grid.addWidget(QLabel("<b>Serious adverse event?</b>"), 0, 3)
+        grid.addWidget(QLabel("<b>Details</b>"), 0, 4)
         self.rows: dict[str, tuple[QCheckBox, QComboBox, QSpinBox, QComboBox | None]] = {}
+        self.details: dict[str, QLineEdit] = {}
         for i, se in enumerate(SIDE_EFFECTS, 1):
             box = QCheckBox(se.label + (" ⚠" if se.serious else ""))
             sev = QComboBox()
@@ -710,6 +860,8 @@ class SideEffectsPanel(Panel):
             onset = QSpinBox()
             onset.setRange(-60, 600)
             sae: QComboBox | None = None
+            detail = QLineEdit()
+            detail.setPlaceholderText("Describe" if se.key == "other" else "Details")
             grid.addWidget(box, i, 0)
             grid.addWidget(sev, i, 1)
             grid.addWidget(onset, i, 2)
@@ -717,14 +869,24 @@ class SideEffectsPanel(Panel):
                 sae = QComboBox()
                 sae.addItems(["— answer —", "No", "Yes"])
                 grid.addWidget(sae, i, 3)
+            grid.addWidget(detail, i, 4)
             self.rows[se.key] = (box, sev, onset, sae)
+            self.details[se.key] = detail
+            box.toggled.connect(lambda on, k=se.key: self._enable_row(k, on))
+        grid.setColumnStretch(4, 1)
         self.body.addLayout(grid)
-        self.other_text = QLineEdit()
-        self.other_text.setPlaceholderText("Details (for 'Other' or any item)")
-        self.body.addWidget(self.other_text)
         self.suggested = QLabel("")
         self.suggested.setStyleSheet("color: #ffcc00")
         self.body.addWidget(self.suggested)
+
+    def _enable_row(self, key: str, on: bool) -> None:
+        _box, sev, onset, sae = self.rows[key]
+        for w in (sev, onset, sae, self.details[key]):
+            if w is not None:
+                w.setEnabled(on)
+
+    def first_field(self) -> QWidget | None:
+        return next(iter(self.rows.values()))[0]
 
     def refresh(self) -> None:
         super().refresh()
@@ -737,7 +899,8 @@ class SideEffectsPanel(Panel):
             onset.setValue(now_min)
             if sae is not None:
                 sae.setCurrentIndex(0)
-        self.other_text.clear()
+            self.details[key].clear()
+            self._enable_row(key, key in suggested)
         labels = [self.rows[k][0].text() for k in suggested]
         self.suggested.setText(
             "Suggested from flagged vitals: " + ", ".join(labels) if labels else ""
@@ -757,7 +920,7 @@ class SideEffectsPanel(Panel):
                     severity=sev.currentText(),
                     serious=serious if sae is not None else None,
                     onset=when.isoformat(),
-                    text=self.other_text.text().strip(),
+                    text=self.details[key].text().strip(),
                 )
             )
         if not effects:
@@ -789,6 +952,29 @@ class NotePanel(Panel):
         return self.model.add_note(self.text.toPlainText())
 
 
+_K = EntryKind
+#: the Entries list's filter: name → the kinds it shows (None: everything)
+ENTRY_FILTERS: dict[str, frozenset[EntryKind] | None] = {
+    "Everything": None,
+    "Doses": frozenset(
+        {_K.DEVICE, _K.INFUSION_STARTED, _K.INFUSION_STOPPED, _K.OTHER_DOSE, _K.STARTED}
+    ),
+    "Screening and decisions": frozenset(
+        {_K.SCREENING, _K.DECISION, _K.BP_OVERRIDE, _K.BP40_REASON, _K.LIMIT_CHANGED}
+    ),
+    "Scales (MOAA/S, RASS, CADSS)": frozenset({_K.MOAAS, _K.RASS, _K.CADSS}),
+    "Side effects and symptoms": frozenset({_K.SIDE_EFFECT, _K.SYMPTOM_CHECK}),
+    "Vitals by hand": frozenset({_K.VITALS}),
+    "Notes": frozenset({_K.NOTE}),
+    "Flags and monitor": frozenset({_K.ALARM, _K.LINK}),
+    "Corrections": frozenset({_K.CORRECTION}),
+    "Discharge and sign-off": frozenset(
+        {_K.DISCHARGED, _K.CANCELLED, _K.ENDED, _K.SIGNED, _K.ADDENDUM, _K.PMF_FIELDS}
+        | {_K.PMF_SUBMITTED}
+    ),
+}
+
+
 class EntriesPanel(Panel):
     """Everything recorded at this chair, in time order with its author; an entry can be
     corrected, or marked entered in error, always with a reason (audited)."""
@@ -797,10 +983,20 @@ class EntriesPanel(Panel):
 
     def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
         super().__init__(model, parent)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("The record"))
+        top.addStretch(1)
+        top.addWidget(QLabel("Show"))
+        self.kind_filter = QComboBox()
+        self.kind_filter.addItems(list(ENTRY_FILTERS))
+        self.kind_filter.currentTextChanged.connect(self._on_filter_changed)
+        top.addWidget(self.kind_filter)
+        self.body.addLayout(top)
         self.record = QListWidget()
-        self.record.setMinimumHeight(160)
-        self.body.addWidget(QLabel("The record"))
+        self.record.setMinimumHeight(220)
+        self.record.setWordWrap(True)
         self.body.addWidget(self.record)
+        self._lines: list[RecordLine] = []
         self.body.addWidget(QLabel("Correct an entry"))
         self.list = QListWidget()
         self.list.setMinimumHeight(120)
@@ -830,16 +1026,8 @@ class EntriesPanel(Panel):
 
     def refresh(self) -> None:
         super().refresh()
-        self.record.clear()
-        for line in self.model.record():
-            if line.kind in (EntryKind.LINK,):
-                continue
-            by = f" (authorised by {line.authorised_by})" if line.authorised_by else ""
-            self.record.addItem(
-                f"{line.at.astimezone().strftime('%H:%M')} · {line.author}{by} · "
-                f"{line.label}: {line.text}"
-            )
-        self.record.scrollToBottom()
+        self._lines = self.model.record()
+        self._on_filter_changed(self.kind_filter.currentText())
         self.list.clear()
         self.reason.clear()
         self.in_error.setChecked(False)
@@ -847,6 +1035,25 @@ class EntriesPanel(Panel):
         for _id, text, _kind, _cur in self._rows:
             self.list.addItem(text)
         self._on_list_row_changed(self.list.currentRow())
+
+    def first_field(self) -> QWidget | None:
+        return self.kind_filter
+
+    def _on_filter_changed(self, name: str) -> None:
+        kinds = ENTRY_FILTERS.get(name)
+        self.record.clear()
+        for line in self._lines:
+            if kinds is not None and line.kind not in kinds:
+                continue
+            by = f" (authorised by {line.authorised_by})" if line.authorised_by else ""
+            self.record.addItem(
+                f"{line.at.astimezone().strftime('%H:%M:%S')} · {line.author}{by} · "
+                f"{line.label}: {line.text}"
+            )
+        self.record.scrollToBottom()
+
+    def shown_lines(self) -> list[str]:
+        return [self.record.item(i).text() for i in range(self.record.count())]
 
     def _selected(self) -> tuple[int, str, EntryKind, Any] | None:
         row = self.list.currentRow()

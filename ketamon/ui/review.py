@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
@@ -34,6 +36,7 @@ from ketamon.domain.roles import Action
 from ketamon.domain.thresholds import ThresholdProfile
 from ketamon.presenters.review import ReviewPresenter, ReviewView
 from ketamon.presenters.runner import Pending
+from ketamon.ui import theme
 from ketamon.ui.chart import TrendChartWidget
 
 STATUSES = ("all", "open", "awaiting_signature", "signed", "addendum")
@@ -143,6 +146,8 @@ class ReviewWidget(QWidget):
         self.chart_box = QVBoxLayout()
         self.body.addLayout(self.chart_box)
         self.chart: TrendChartWidget | None = None
+        self.pleth_plot: pg.PlotWidget | None = None
+        self.pleth_curve: pg.PlotDataItem | None = None
         self.figures = QLabel("")
         self.figures.setWordWrap(True)
         self.body.addWidget(self.figures)
@@ -290,6 +295,37 @@ class ReviewWidget(QWidget):
             sid = int(_get(self._shown[row], "session_id", "id"))
             self.open_session(sid)
 
+    def _show_pleth(self, view: ReviewView) -> None:
+        """The session's stored pleth under the chart, on the same minutes axis (drawn
+        peak-downsampled to the screen's width: 8 hours are 3.6 million samples)."""
+        t, v = view.pleth if view.pleth is not None else (np.empty(0), np.empty(0))
+        if not len(t):
+            if self.pleth_plot is not None:
+                self.pleth_plot.setVisible(False)
+                assert self.pleth_curve is not None
+                self.pleth_curve.setData([], [])
+            return
+        if self.pleth_plot is None:
+            plot = self.pleth_plot = pg.PlotWidget()
+            plot.setFixedHeight(110)
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.setMouseEnabled(x=False, y=False)
+            plot.setLabel("left", "Pleth")
+            plot.getAxis("left").setWidth(62)
+            plot.getAxis("left").setStyle(showValues=False)
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.setClipToView(True)
+            colour = theme.PARAMETER_COLOURS.get("spo2", "#00bcd4")
+            self.pleth_curve = plot.plot(pen=pg.mkPen(colour, width=1), connect="finite")
+            assert self.chart is not None
+            plot.setXLink(self.chart.plots["rr"])
+            self.chart_box.addWidget(plot)
+        assert self.pleth_curve is not None
+        zero = view.clock().zero.timestamp()
+        self.pleth_curve.setData((t - zero) / 60.0, v)
+        self.pleth_plot.setVisible(True)
+
     def open_session(self, session_id: int) -> Pending[ReviewView]:
         self.error.setText("")
         pending = self.model.open(session_id)
@@ -329,6 +365,7 @@ class ReviewWidget(QWidget):
             self.chart.setMinimumHeight(360)
             self.chart_box.addWidget(self.chart)
         self.chart.set_source(view.buffers, view.clock, lambda: end)
+        self._show_pleth(view)
         f = view.figures
 
         def num(v: Any, unit: str = "") -> str:

@@ -140,6 +140,11 @@ def open_rig(qtbot, db_paths: AppPaths) -> Iterator[Callable[..., Rig]]:  # type
             station.start()
         window.show()
         qtbot.waitExposed(window)
+        # the keyboard goes to the active window: make it so offscreen, as at the chair
+        handle = window.windowHandle()
+        assert handle is not None
+        handle.requestActivate()
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=3000)
         return rig
 
     try:

@@ -156,7 +156,8 @@ def test_restart_during_observation_keeps_the_baseline_and_the_chart(
     assert "bp_rise_nibp_sys" in {a.key for a in model.active_alarms()}
     assert "bp_rise_nibp_dia" not in {a.key for a in model.active_alarms()}  # 85 is +5
     second.qtbot.waitUntil(
-        lambda: any("BP rise (sys) 161" in t for t in view.alarm_panel.texts()), timeout=3000
+        lambda: any("SYS 161: rise +41 over baseline" in t for t in view.alarm_panel.texts()),
+        timeout=3000,
     )
     # the rise after the dose asks about symptoms (the form opens: none was open)
     assert view.current_panel() == "symptoms"

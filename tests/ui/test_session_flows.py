@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -106,7 +107,8 @@ def test_whole_esketamine_session(rig: Rig, qtbot) -> None:  # type: ignore[no-u
     assert model.state.first_dose is not None and view.current_panel() is None
     assert model.state.baseline == model.state.screening.bp  # the BP-rise rule's baseline
     rig.open(view, "dose")
-    assert "Device 1" in dose.info.text() and "Next device in" in dose.countdown.text()
+    assert "Device 1" in dose.info.text() and "Device 2 of 2 in" in dose.countdown.text()
+    assert "Device 2 of 2 in" in view.dose_label.text()  # the chair's header says it too
     assert "Wait" in rig.save(dose)
     assert len(model.state.devices) == 1
     rig.advance(5, step_s=30)
@@ -127,7 +129,7 @@ def test_whole_esketamine_session(rig: Rig, qtbot) -> None:  # type: ignore[no-u
     assert view.current_panel() == "symptoms"
     assert {"bp_rise_nibp_sys", "nibp_sys_high"} <= _alarm_keys(view)
     texts = view.alarm_panel.texts()
-    assert any(t.startswith("** MEDIUM: BP rise (sys)") for t in texts), texts
+    assert any(t.startswith("** MEDIUM: SYS") and "over baseline" in t for t in texts), texts
     rig.shot("esketamine-2-bp-flag-symptom-check")
     new_sounds = rig.window.sounder.played[played:]
     assert new_sounds and {p.name for p in new_sounds} == {"MEDIUM"}
@@ -168,7 +170,7 @@ def test_whole_esketamine_session(rig: Rig, qtbot) -> None:  # type: ignore[no-u
     entries = rig.open(view, "entries")
     record = _rows(entries.record)
     assert any("Demo Nurse" in t and "MOAA/S: 3" in t for t in record), record  # who and what
-    assert any("Flag: raised: ** BP rise (sys)" in t for t in record), record
+    assert any("Flag: raised: ** SYS" in t and "rise +" in t for t in record), record
     assert any("Symptom check: no symptoms" in t for t in record), record
     texts = _rows(entries.list)
     entries.list.setCurrentRow(
@@ -189,8 +191,20 @@ def test_whole_esketamine_session(rig: Rig, qtbot) -> None:  # type: ignore[no-u
     assert "moaas" not in _alarm_keys(view)  # 4: no flag
     assert model.state.latest_moaas == 4
 
-    # -- acknowledge with the keyboard
-    qtbot.keyClick(rig.window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    # -- acknowledge with the keyboard: Ctrl+K the most urgent flag, Ctrl+Shift+K the rest
+    first = view.alarm_panel.most_urgent_unacknowledged()
+    assert first is not None and len(model.active_alarms()) > 1
+    focus = QApplication.focusWidget()
+    assert focus is not None and view.isAncestorOf(focus)  # the keys go to this chair
+    qtbot.keyClick(focus, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    rig.settle()
+    acked = {a.key for a in model.active_alarms() if a.acknowledged}
+    assert acked == {first}, acked
+    qtbot.keyClick(
+        QApplication.focusWidget(),
+        Qt.Key.Key_K,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
     rig.settle()
     assert model.active_alarms() and all(a.acknowledged for a in model.active_alarms())
     qtbot.waitUntil(lambda: all("acknowledged" in t for t in view.alarm_panel.texts()))
@@ -346,8 +360,16 @@ def test_whole_iv_session_with_prescriber_decision_and_early_discharge(rig: Rig,
     assert any("SpO" in t for t in view.alarm_panel.texts())
     dose = rig.open(view, "dose")
     assert "running since" in dose.info.text()
+    assert "planned stop" in dose.countdown.text() and "IV " in view.dose_label.text()
+    # stopping before the planned time is asked twice (and needs a reason)
+    assert rig.save(dose, dose.stop_button) == "" and model.state.infusion.stop is None
+    assert "min before its planned stop" in dose.stop_warning.text()
+    rig.click(dose.keep_button)
+    assert dose.stop_warning.text() == "" and model.state.infusion.stop is None
+    rig.click(dose.stop_button)
     assert "give the reason" in rig.save(dose, dose.stop_button)
     qtbot.keyClicks(dose.stop_reason, "SpO2 below 90")
+    rig.click(dose.stop_button)
     assert rig.save(dose, dose.stop_button) == ""
     assert model.state.infusion.stop is not None and model.state.dosing_complete
 
