@@ -9,14 +9,36 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def build_record(url: str, hours: float) -> tuple[int, int]:
-    """A session started ``hours`` ago with 1 Hz HR/SpO2/RR, NIBP every 5 min, a MOAA/S every
-    15 min and a flag now and then. Returns (session id, readings stored)."""
+def _store_pleth(writer: Any, sid: int, t0: datetime, seconds: int, rate: float) -> None:
+    """``seconds`` of a synthetic pleth, through the station's recorder in monitor-sized blocks
+    of 0.1 s (joined into 10 s rows)."""
+    import numpy as np
+
+    from devices.readings import Waveform
+    from ketamon.storage.waves import WaveformRecorder
+
+    rec = WaveformRecorder(writer.submit, source="Chair 1")
+    per = int(rate / 10)
+    wave = np.sin(np.arange(int(seconds * rate)) * (2 * np.pi * 1.2 / rate)) * 40 + 50
+    for k in range(0, len(wave), per):
+        start = t0 + timedelta(seconds=k / rate)
+        rec.add(sid, [Waveform("pleth", start, rate, tuple(wave[k : k + per].tolist()))])
+    rec.flush()
+
+
+def build_record(
+    url: str, hours: float, *, five_numerics: bool = False, pleth_hz: float = 0.0
+) -> tuple[int, int]:
+    """A session started ``hours`` ago with 1 Hz HR/SpO2/RR (and pulse rate and perfusion index
+    with ``five_numerics``), NIBP every 5 min, a MOAA/S every 15 min and a flag now and then;
+    with ``pleth_hz``, the pleth stored as the station stores it. Returns (session id,
+    readings stored)."""
     from devices.readings import make_reading
     from devices.scenarios import get_scenario
     from ketamon.config import Config
@@ -62,6 +84,8 @@ def build_record(url: str, hours: float) -> tuple[int, int]:
         v = sc.vitals(s)
         rs = [make_reading("hr", v.hr, when), make_reading("spo2", v.spo2, when)]
         rs.append(make_reading("rr", v.rr, when))
+        if five_numerics:
+            rs += [make_reading("pr", v.hr, when), make_reading("pi", 2.5, when)]
         if s % 300 == 0:
             rs += [
                 make_reading("nibp_sys", 120 + s / 600, when),
@@ -71,7 +95,9 @@ def build_record(url: str, hours: float) -> tuple[int, int]:
         if s % 900 == 0 and s > 900:
             now[0] = when
             core.execute(c.RecordMoaas(4 if s < 3600 else 5), nurse)
-    writer.wait_idle(120)
+    if pleth_hz:
+        _store_pleth(writer, sid, t0, n, pleth_hz)
+    writer.wait_idle(300)
     stored = writer.stats.readings_committed
     writer.stop()
     engine.dispose()

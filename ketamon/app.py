@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
 from devices.protocols.simulator import SimulatorProtocol
-from devices.readings import Reading
+from devices.readings import Reading, Waveform
 from devices.transports import Transport
 from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
 from ketamon.config import ChairConfig, Config
@@ -32,15 +33,16 @@ from ketamon.domain.thresholds import ThresholdProfile
 from ketamon.exports.pmf_pdf import write_pmf_pdf
 from ketamon.paths import AppPaths
 from ketamon.presenters.chair import ChairPresenter
-from ketamon.presenters.review import ReviewPresenter, ReviewView
+from ketamon.presenters.review import BP, ReviewPresenter, ReviewView
 from ketamon.presenters.runner import CommandRunner, Pending
 from ketamon.services import build_monitor, open_database
 from ketamon.site_settings import load_site_profile
 from ketamon.storage import records
-from ketamon.storage.history import session_readings
+from ketamon.storage.history import session_readings, session_series
 from ketamon.storage.models import RemsEnrolment
 from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
 from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
+from ketamon.storage.waves import WaveformRecorder, session_waveform
 from ketamon.storage.writer import DatabaseWriter
 from ketamon.ui import theme
 from ketamon.ui.chair_view import ChairViewWidget
@@ -97,6 +99,7 @@ class Station:
     site: SiteProfile = field(default_factory=lambda: load_site_profile(None))
     chairs: list[ChairAcquisition] = field(default_factory=list)
     models: list[ChairPresenter] = field(default_factory=list)
+    wave_recorders: list[WaveformRecorder] = field(default_factory=list)
     writer: DatabaseWriter | None = None
     repository: SqlSessionRepository | None = None
     runner: CommandRunner | None = None
@@ -209,7 +212,22 @@ class Station:
         )
         self.chairs.append(acq)
         self.models.append(model)
+        self._record_pleth(acq, model)
         return model
+
+    def _record_pleth(self, acq: ChairAcquisition, model: ChairPresenter) -> None:
+        """Store the chair's pleth with its running session (for review), through the writer."""
+        writer = self.writer
+        if writer is None:
+            return
+        recorder = WaveformRecorder(writer.submit, source=acq.name)
+        self.wave_recorders.append(recorder)
+
+        def store(waves: list[Waveform]) -> None:  # the chair's thread
+            state = model.state
+            recorder.add(None if state is None else state.session_id, waves)
+
+        acq.pipeline.on_waveforms = store
 
     def open_sessions(self) -> list[tuple[int, str]]:
         """Sessions left open at this station's chairs (asked once, at start-up)."""
@@ -260,7 +278,7 @@ class Station:
             StationAuth(self),
             self.clock.now,
             site=site,
-            load_readings=self._load_readings,
+            load_readings=lambda sid: session_series(engine, sid).valid_tuples(BP),
         )
 
         def rows() -> list[dict[str, Any]]:
@@ -278,7 +296,9 @@ class Station:
                 for r in list_sessions(engine)
             ]
 
-        def form(reviewed: Reviewed, readings: list[Reading]) -> tuple[Any, Any]:
+        def form(
+            reviewed: Reviewed, readings: list[tuple[str, float, datetime]]
+        ) -> tuple[Any, Any]:
             if not pmf_required(reviewed.state, site):
                 return None, None
             found = previous_session(engine, reviewed.state.session_id)
@@ -294,7 +314,8 @@ class Station:
             self.runner,
             self.current_user,
             list_sessions=rows,
-            load_readings=self._load_readings,
+            load_series=lambda sid: session_series(engine, sid),
+            load_pleth=lambda sid: session_waveform(engine, sid),
             form=form,
             print_form=print_form,
         )
@@ -306,6 +327,8 @@ class Station:
     def shutdown(self) -> None:
         for c in self.chairs:
             c.stop()
+        for r in self.wave_recorders:
+            r.flush()  # the last seconds of pleth, before the writer stops
         if self.runner is not None:
             try:
                 self.runner.wait_idle(10.0)

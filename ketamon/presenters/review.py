@@ -6,14 +6,15 @@ the session as recorded, its figures, its record in words, a chart buffer of its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal
 
-from devices.readings import Reading
 from ketamon.acquisition.buffers import TrendBuffers
 from ketamon.core import commands as c
 from ketamon.core.desk import Reviewed, SessionDesk
@@ -22,6 +23,25 @@ from ketamon.core.session import Refused
 from ketamon.domain.roles import Action, Actor, allowed
 from ketamon.domain.session_clock import SessionClock
 from ketamon.presenters.runner import CommandRunner, Pending
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class SessionSeries(Protocol):
+    """A session's readings as columns (``ketamon.storage.history.SessionSeries``)."""
+
+    @property
+    def columns(self) -> Mapping[str, Any]: ...  # parameter -> .t, .v, .valid arrays
+
+    def valid_tuples(self, parameters: Iterable[str]) -> list[tuple[str, float, datetime]]: ...
+
+    def lowest_valid(
+        self, parameter: str, since: datetime | None
+    ) -> tuple[str, float, datetime]: ...
+
+
+#: the readings the session's figures and the REMS form read (the chart reads them all)
+BP = ("nibp_sys", "nibp_dia", "nibp_mean")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +54,8 @@ class ReviewView:
     buffers: TrendBuffers
     form: Any = None  # the PMF form (ketamon.core.pmf), for esketamine sessions
     deadline: Any = None
+    #: the session's pleth: (epoch seconds, values), NaN at gaps; empty when none was stored
+    pleth: tuple[FloatArray, FloatArray] | None = None
 
     @property
     def session_id(self) -> int:
@@ -58,8 +80,10 @@ class ReviewPresenter(QObject):
         user: Callable[[], Actor],
         *,
         list_sessions: Callable[[], Sequence[Any]],
-        load_readings: Callable[[int], list[Reading]],
-        form: Callable[[Reviewed, list[Reading]], tuple[Any, Any]] | None = None,
+        load_series: Callable[[int], SessionSeries],
+        load_pleth: Callable[[int], tuple[FloatArray, FloatArray]] | None = None,
+        form: Callable[[Reviewed, list[tuple[str, float, datetime]]], tuple[Any, Any]]
+        | None = None,
         print_form: Callable[[ReviewView, str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -67,7 +91,8 @@ class ReviewPresenter(QObject):
         self._runner = runner
         self._user = user
         self._list = list_sessions
-        self._load = load_readings
+        self._load = load_series
+        self._pleth = load_pleth
         self._form = form
         self._print = print_form
 
@@ -82,21 +107,27 @@ class ReviewPresenter(QObject):
         return self._runner.submit(self._list, "session list")
 
     def _view(self, reviewed: Reviewed) -> ReviewView:
-        readings = self._load(reviewed.state.session_id)
+        state = reviewed.state
+        series = self._load(state.session_id)
         buffers = TrendBuffers()
-        buffers.extend(readings)
+        for parameter, col in series.columns.items():
+            buffers.load(parameter, col.t, col.v, ~col.valid)
+        bp = series.valid_tuples(BP)
         form = deadline = None
         if self._form is not None:
-            form, deadline = self._form(reviewed, readings)
+            form, deadline = self._form(reviewed, bp)
+        try:  # the figures want the lowest SpO2 after the dose: one reading, not 10,000
+            lowest = [series.lowest_valid("spo2", state.first_dose)]
+        except LookupError:
+            lowest = []
         return ReviewView(
             reviewed,
             record_lines(reviewed.entries),
-            session_figures(
-                reviewed.state, [(r.parameter, r.value, r.host_time) for r in readings if r.valid]
-            ),
+            session_figures(state, bp + lowest),
             buffers,
             form,
             deadline,
+            None if self._pleth is None else self._pleth(state.session_id),
         )
 
     def open(self, session_id: int) -> Pending[ReviewView]:

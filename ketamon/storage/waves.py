@@ -24,7 +24,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
 from devices.readings import Waveform
-from ketamon.storage.history import epoch_us, epoch_us_sql
+from ketamon.storage.history import epoch_us, epoch_us_sql, fetch_raw
 from ketamon.storage.models import WaveformBlock
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,7 @@ def session_waveform(
         f"SELECT {epoch_us_sql(engine, 'start_at')}, rate_hz, n, samples FROM waveform_block "
         f"WHERE session_id = {mark} AND parameter = {mark} ORDER BY start_at, id"
     )
-    with engine.connect() as conn:
-        rows = conn.exec_driver_sql(sql, (session_id, parameter)).fetchall()
+    rows = fetch_raw(engine, sql, (session_id, parameter))
     if not rows:
         empty = np.empty(0, dtype=np.float64)
         return empty, empty.copy()

@@ -47,7 +47,8 @@ def finished_session(rig: Rig) -> int:
         .ok
     )
     assert m.log_esketamine_device("LOT-24A").wait().ok
-    rig.advance(5)
+    rig.advance(0.5, step_s=2)  # half a minute in small steps: the simulator's pleth flows
+    rig.advance(4.5)
     assert m.log_esketamine_device("LOT-24A").wait().ok
     rig.advance(40)
     assert m.record_manual_vitals({"nibp_sys": 150, "nibp_dia": 92}).wait().ok
@@ -111,6 +112,9 @@ def test_a_physician_reviews_signs_prints_records_the_fax_and_adds_an_addendum(
     )
     assert "Peak BP" in w.figures.text() and "over the baseline" in w.figures.text()
     assert "ready to leave at</b> 100 min" in w.figures.text()
+    # the monitor's pleth was stored with the session and is drawn under the chart
+    assert w.view.pleth is not None and len(w.view.pleth[1]) > 125
+    assert w.pleth_plot is not None and w.pleth_plot.isVisible()
     # the site has not filled in its monitoring HCP: signing is refused, the fields listed
     w.sign_password.setText("demo")
     rig.click(w.sign_button)
