@@ -21,6 +21,12 @@ from typing import Any
 
 from ketamon.domain.prompts import PromptConfig
 from ketamon.domain.session_clock import MIN_OBSERVATION_MIN
+from ketamon.domain.sources import (
+    DEFAULT_SETTING_SOURCES,
+    SourcePolicy,
+    SourceSettingError,
+    policy_from_table,
+)
 
 SITE_SCHEMA_VERSION = 1
 
@@ -29,6 +35,7 @@ class SiteProfileError(ValueError):
     """A site profile is malformed; the message names the file and the field."""
 
 
+_PRIMARY_SOURCES_TEXT = "The [sources] table: each entry's own source is sources.<setting>"
 #: where each default comes from (the shipped resources/site.toml carries the same text)
 DEFAULT_SOURCES: dict[str, str] = {
     "bp40_window_min": (
@@ -77,6 +84,8 @@ DEFAULT_SOURCES: dict[str, str] = {
         "Clinical ref §1.3 (outpatient settings submit a PMF after every session); §1.5 "
         "(keep configurable)"
     ),
+    **{f"sources.{k}": v for k, v in DEFAULT_SETTING_SOURCES.items()},
+    "primary_sources": _PRIMARY_SOURCES_TEXT,
 }
 
 
@@ -116,6 +125,8 @@ class SiteProfile:
     pmf_deadline_days: int = 7  # calendar days after the session date
     pmf_warn_day: int = 5  # warn from this day after the session
     pmf_required: bool = True
+    # [sources]: which measurement source feeds the chart and thresholds (ketamon.domain.sources)
+    primary_sources: SourcePolicy = field(default_factory=SourcePolicy.default)
     #: setting name → where its value comes from
     sources: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_SOURCES), compare=False, hash=False
@@ -135,7 +146,7 @@ class SiteProfile:
     def settings(self) -> dict[str, Any]:
         """Every setting's value (not the sources), as recorded with each session."""
         return {
-            f: (list(v) if isinstance(v, tuple) else v)
+            f: (list(v) if isinstance(v, tuple) else v.to_dict() if f == "primary_sources" else v)
             for f in self.__dataclass_fields__
             if f not in ("name", "sources")
             for v in [getattr(self, f)]
@@ -287,7 +298,7 @@ def profile_from_dict(data: dict[str, Any], origin: str = "site profile") -> Sit
     if not isinstance(name, str) or not name.strip():
         raise SiteProfileError(f"{origin}: 'name' must be a non-empty string, got {name!r}")
     for key in data:
-        if key not in ("schema_version", "name") and key not in _SETTINGS:
+        if key not in ("schema_version", "name", "sources") and key not in _SETTINGS:
             raise SiteProfileError(
                 f"{origin}: unknown table or key {key!r}; known tables: {', '.join(_SETTINGS)}"
             )
@@ -322,7 +333,17 @@ def profile_from_dict(data: dict[str, Any], origin: str = "site profile") -> Sit
             elif not isinstance(value, bool | str):
                 value = float(value)
             values[key] = value
-    profile = SiteProfile(name=name, sources=sources, **values)
+    # [sources] is optional: without it ketamon's default preference applies.
+    src_table = data.get("sources", {})
+    if not isinstance(src_table, dict):
+        raise SiteProfileError(f"{origin}: [sources] must be a table")
+    try:
+        policy, policy_texts = policy_from_table(src_table, origin)
+    except SourceSettingError as exc:
+        raise SiteProfileError(str(exc)) from exc
+    sources.update(policy_texts)
+    sources["primary_sources"] = _PRIMARY_SOURCES_TEXT
+    profile = SiteProfile(name=name, sources=sources, primary_sources=policy, **values)
     _cross_check(profile, origin)
     return profile
 
