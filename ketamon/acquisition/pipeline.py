@@ -31,6 +31,7 @@ from devices.transports import TcpListenTransport, Transport
 from ketamon.acquisition.buffers import TrendBuffers, WaveBuffer
 from ketamon.domain import technical
 from ketamon.domain.alarms import ActiveAlarm, AlarmEngine, AlarmEvent
+from ketamon.domain.sources import SourceSelector
 from ketamon.domain.technical import TechnicalFlag
 from ketamon.domain.thresholds import Priority, ThresholdProfile
 
@@ -83,6 +84,8 @@ class ChairPipeline:
         self.buffers = buffers or TrendBuffers()
         self.pleth = WaveBuffer()
         self.alarms = AlarmEngine(profile)
+        #: picks the primary source per parameter for the chart and thresholds (site [sources])
+        self.sources = SourceSelector()
         #: where readings go to be stored (called in the run thread)
         self.on_readings = on_readings
         self.on_alarm = on_alarm
@@ -179,11 +182,14 @@ class ChairPipeline:
         self._process(readings, store=True)
 
     def _process(self, readings: Sequence[Reading], *, store: bool) -> None:
+        # Every reading is stored; only the primary source of each parameter (site [sources])
+        # reaches the chart and the thresholds.
+        primary, _others = self.sources.split(readings)
         # One evaluation per reading, under the lock that guards profile swaps and
         # acknowledgements: it gives both the alarm events and the chart's flags.
         with self._alarm_lock:
-            events, flagged = self.alarms.process_flagged(readings)
-        self.buffers.extend(readings, flagged)
+            events, flagged = self.alarms.process_flagged(primary)
+        self.buffers.extend(primary, flagged)
         sink = self.on_readings
         if store and sink is not None:
             sink(readings)
