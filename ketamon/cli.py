@@ -382,6 +382,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ketamon.domain.record import PatientInfo, Plan
     from ketamon.domain.roles import Actor
     from ketamon.domain.session_rules import Treatment
+    from ketamon.domain.sources import SourceSelector
     from ketamon.services import build_monitor, load_profile, open_database, resume_session
     from ketamon.site_settings import load_site_profile
     from ketamon.storage.repository import SqlSessionRepository
@@ -464,6 +465,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             link_medium_after_s=site.link_lost_medium_s,
         )
         pipeline.alarms.latch_high = site.latch_high
+        pipeline.sources = SourceSelector(site.primary_sources)
         core = ChairCore(
             chair,
             repo,
