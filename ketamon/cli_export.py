@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -131,11 +130,54 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    raise _error("not implemented yet")
+    from ketamon.exports import ExportError, default_name, export_session
+    from ketamon.services import open_database
+    from ketamon.site_settings import load_site_profile
+    from ketamon.storage.history import session_readings
+    from ketamon.storage.outbox import record_export
+    from ketamon.storage.repository import SqlSessionRepository
+    from ketamon.storage.users import system_user_id
+
+    config, url = _open(args)
+    site = load_site_profile(config.site_file or None)
+    path = Path(args.out) if args.out else Path.cwd() / default_name(args.session_id, args.fmt)
+    who = _who()
+    engine = open_database(url)
+    try:
+        entries = SqlSessionRepository(engine).load(args.session_id)
+        if not entries:
+            raise _error(f"there is no session {args.session_id}")
+        readings = session_readings(engine, args.session_id)
+        try:
+            result = export_session(
+                entries,
+                readings,
+                args.fmt,
+                path,
+                generated_at=datetime.now(UTC),
+                site_name=site.setting_name or site.name,
+                exported_by=who,
+                page_size=args.page_size,
+                downsample_s=args.downsample,
+            )
+        except ExportError as exc:
+            raise _error(str(exc)) from exc
+        record_export(
+            engine,
+            user_id=system_user_id(engine),
+            session_id=args.session_id,
+            fmt=args.fmt,
+            paths=[str(p) for p in result.paths],
+            size=result.bytes,
+            sha256=result.sha256,
+            who=f"command line, {who}",
+        )
+    finally:
+        engine.dispose()
+    where = ", ".join(str(p) for p in result.paths)
+    err.write(f"export: wrote {where} ({result.bytes} bytes, SHA-256 {result.sha256})\n")
+    return 0
 
 
 def cmd_hl7_out(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     raise _error("not implemented yet")
-
-
-_ = (json, datetime, UTC, Path)
