@@ -42,7 +42,7 @@ from ketamon.core.session import (
     discharge_unmet,
     dose_blockers_for,
 )
-from ketamon.domain.alarms import ActiveAlarm, AlarmAction, AlarmEvent
+from ketamon.domain.alarms import ActiveAlarm, AlarmAction, AlarmEvent, evaluate
 from ketamon.domain.discharge import Latest, Unmet
 from ketamon.domain.prompts import Prompt, PromptConfig, Recorded, next_due, prompts
 from ketamon.domain.record import EntryKind, PatientInfo, Plan, SessionState
@@ -56,6 +56,7 @@ from ketamon.domain.session_rules import (
     phase,
 )
 from ketamon.domain.side_effects import suggested_side_effects
+from ketamon.domain.technical import max_ages
 from ketamon.domain.thresholds import Priority, ThresholdProfile
 from ketamon.presenters.runner import CommandRunner, Pending
 
@@ -171,6 +172,9 @@ class ChairPresenter(QObject):
         self._pending_symptoms = False
         #: when each flag held now was raised (the record has it too, while a session runs)
         self._raised_at: dict[str, datetime] = {}
+        #: the monitor's own latest valid reading per parameter (written on the device thread,
+        #: one dict assignment each): a value typed by hand never hides it
+        self._monitor_latest: dict[str, Reading] = {}
         acquisition.set_sink(self._on_device_readings)
         acquisition.sig_alarm_changed.connect(self._on_acquisition_alarm_changed)
         acquisition.sig_link_changed.connect(self._on_acquisition_link_changed)
@@ -259,6 +263,55 @@ class ChairPresenter(QObject):
             if r.valid:
                 out[p] = (r.value, r.host_time)
         return out
+
+    def monitor_latest(self) -> dict[str, tuple[Reading, int]]:
+        """The monitor's latest valid reading per parameter, with the priority it breached."""
+        held = self._acq.buffers.latest()
+        out: dict[str, tuple[Reading, int]] = {}
+        for p, r in list(self._monitor_latest.items()):
+            got = held.get(p)
+            if got is not None and got[0] is r:
+                out[p] = got
+            else:  # a manual value came later: the monitor's own breach, by its limits
+                breach = evaluate(r, self.profile)
+                out[p] = (r, int(breach.priority) if breach else 0)
+        return out
+
+    def manual_latest(self) -> dict[str, tuple[datetime, float, str]]:
+        """The latest value typed by hand per parameter: (time, value, by), from the record
+        (an entry marked entered in error no longer counts)."""
+        s = self.state
+        out: dict[str, tuple[datetime, float, str]] = {}
+        if s is None:
+            return out
+        scr = s.screening
+        if scr is not None and scr.bp_source == "manual" and scr.bp is not None:
+            by = next((e.author for e in self.core.entries if e.id == scr.entry_id), "")
+            out["nibp_sys"] = (scr.at, scr.bp[0], by)
+            out["nibp_dia"] = (scr.at, scr.bp[1], by)
+            if scr.hr is not None:
+                out["hr"] = (scr.at, scr.hr, by)
+        for v in s.vitals:
+            if v.in_error:
+                continue
+            for p, value in v.values.items():
+                cur = out.get(p)
+                if cur is None or v.at >= cur[0]:
+                    out[p] = (v.at, float(value), v.by)
+        return out
+
+    def numeric_ages(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(grey after, "--" after) in seconds per parameter. Continuous values grey after 10 s
+        and blank once the link loss is medium priority (the site's ``link_lost_medium_s``);
+        a cuff value greys after its interval plus grace and blanks after one more interval."""
+        grey = max_ages(self.nibp_interval_min)
+        site = self.core.settings.site or {}
+        link_medium = float(site.get("link_lost_medium_s", 30.0))
+        blank = {
+            p: (age + self.nibp_interval_min * 60.0 if p.startswith("nibp") else link_medium)
+            for p, age in grey.items()
+        }
+        return grey, blank
 
     def latest_value(self, parameter: str) -> float | None:
         got = self.latest().get(parameter)
@@ -545,6 +598,10 @@ class ChairPresenter(QObject):
                 state, readings = p.result
                 self._acq.buffers.clear()
                 self._acq.buffers.extend(readings)  # the chart's history, not re-evaluated
+                self._monitor_latest.clear()
+                for r in readings:
+                    if r.valid and not r.quality & Quality.MANUAL:
+                        self._monitor_latest[r.parameter] = r
                 out.result = state
                 self._after(state)
             out.reasons = p.reasons
@@ -630,6 +687,7 @@ class ChairPresenter(QObject):
             if new_patient or current is None:
                 # a new patient, or the last one gone: nothing of theirs shows any more
                 self._acq.buffers.clear()
+                self._monitor_latest.clear()
             self._shown_session = sid
             self._pending_symptoms = False
             self.sig_session_changed.emit()
@@ -658,6 +716,10 @@ class ChairPresenter(QObject):
     # ---- events from the acquisition ----------------------------------------------------------
     def _on_device_readings(self, readings: Sequence[Reading]) -> None:
         # Device thread: only readings of a running session are stored.
+        latest = self._monitor_latest
+        for r in readings:
+            if r.valid:
+                latest[r.parameter] = r
         sid = self._session_id
         if sid is not None and self._submit_readings is not None:
             self._submit_readings(sid, readings)

@@ -104,7 +104,13 @@ class ChairViewWidget(QWidget):
         root.addLayout(header)
         body = QHBoxLayout()
         self.stack = QStackedWidget()
-        self.chart = TrendChartWidget(model.buffers, model.profile, model.session_clock, model.now)
+        self.chart = TrendChartWidget(
+            model.buffers,
+            model.profile,
+            model.session_clock,
+            model.now,
+            in_session=lambda: model.state is not None,
+        )
         self.stack.addWidget(self.chart)
         self.panels: dict[str, Panel] = _LazyPanels(self)
         body.addWidget(self.stack, 4)
@@ -252,7 +258,10 @@ class ChairViewWidget(QWidget):
         """Header, numerics, the Due list and the open panel's countdowns, as of now."""
         now: datetime = self.model.now()
         clock = self.model.session_clock()
-        self.numerics.update_values(self.model.buffers.latest(), now)
+        grey, blank = self.model.numeric_ages()
+        self.numerics.update_values(
+            self.model.monitor_latest(), self.model.manual_latest(), now, grey, blank
+        )
         if self.pleth.isHidden() and self.model.pleth.version:
             self.pleth.setVisible(True)
         s = self.model.state
@@ -344,8 +353,15 @@ class ChairViewWidget(QWidget):
                 events.append((s.other_dose, "Dose"))
             events += [(o.at, f"M{o.score}") for o in s.live(EntryKind.MOAAS)]
             events += [(o.at, f"C{o.score}") for o in s.live(EntryKind.CADSS)]
-            events += [(v.at, "manual") for v in s.vitals if not v.in_error]
         self.chart.set_events(events)
+        self.chart.set_manual(
+            [
+                (v.at, p, float(value))
+                for v in (s.vitals if s is not None else ())
+                if not v.in_error
+                for p, value in v.values.items()
+            ]
+        )
         self._prompt_keys = []
         self._refresh_view()
 

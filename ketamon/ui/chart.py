@@ -45,6 +45,31 @@ LANES = (
 )
 
 
+#: manual (typed) readings: a hollow square in their own colour, beside the monitor's marks
+MANUAL_COLOUR = "#b39ddb"
+#: before a session: the monitor's last this many minutes, on a clock-time axis
+PRESESSION_MIN = 30.0
+_LANE_OF = {"nibp_sys": "bp", "nibp_dia": "bp", "nibp_mean": "bp", "hr": "hr", "spo2": "spo2"}
+_LANE_OF["rr"] = "rr"
+
+
+class _ClockAxis(pg.AxisItem):  # type: ignore[misc]
+    """A bottom axis that labels its ticks as clock time (HH:MM) when ``zero`` is set (x in
+    minutes after that epoch second), else as plain minutes."""
+
+    def __init__(self) -> None:
+        super().__init__(orientation="bottom")
+        self.zero: float | None = None
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        zero = self.zero
+        if zero is None:
+            return list(super().tickStrings(values, scale, spacing))
+        return [
+            datetime.fromtimestamp(zero + v * 60.0).astimezone().strftime("%H:%M") for v in values
+        ]
+
+
 def _pen(colour: str, width: int = 1, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> pg.QtGui.QPen:
     pen = pg.mkPen(colour, width=width)
     pen.setStyle(style)
@@ -61,8 +86,17 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         session_clock: Callable[[], SessionClock],
         now: Callable[[], datetime],
         parent: QWidget | None = None,
+        *,
+        in_session: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(parent=parent)
+        #: None (review) or False: minutes since the first dose; False before a session:
+        #: the monitor's last 30 minutes on a clock-time axis, without session marks
+        self._in_session = in_session
+        self._clock_zero: float | None = None
+        self._markers: list[pg.InfiniteLine] = []
+        self._manual: list[tuple[datetime, str, float]] = []
+        self.manual_items: dict[str, pg.ScatterPlotItem] = {}
         self.setBackground(theme.BACKGROUND)
         self.buffers = buffers
         self.profile = profile
@@ -89,7 +123,7 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     def _build(self) -> None:
         first: pg.PlotItem | None = None
         for row, lane in enumerate(LANES):
-            plot = self.addPlot(row=row, col=0)
+            plot = self.addPlot(row=row, col=0, axisItems={"bottom": _ClockAxis()})
             self.ci.layout.setRowStretchFactor(row, lane.stretch)
             plot.setMenuEnabled(False)
             plot.hideButtons()
@@ -123,6 +157,12 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 flags.setZValue(10 + int(prio))
                 plot.addItem(flags)
                 self.flag_items[lane.key][prio] = flags
+            manual = pg.ScatterPlotItem(
+                size=13, symbol="s", pen=pg.mkPen(MANUAL_COLOUR, width=2), brush=None
+            )
+            manual.setZValue(20)
+            plot.addItem(manual)
+            self.manual_items[lane.key] = manual
         bp = self.plots["bp"]
         c = theme.PARAMETER_COLOURS
         # NIBP: systolic ▼ and diastolic ▲ joined per cuff cycle by a vertical bar, mean as a line.
@@ -209,6 +249,7 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         )
         plot.addItem(dose, ignoreBounds=True)
         plot.addItem(two_h, ignoreBounds=True)
+        self._markers += [dose, two_h]
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -223,12 +264,43 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if self.isVisible():
             self.redraw()
 
+    def clock_mode(self) -> bool:
+        """No session at this chair: the monitor's recent readings on clock time."""
+        return self._in_session is not None and not self._in_session()
+
+    def _zero(self) -> float:
+        if not self.clock_mode():
+            if self._clock_zero is not None:
+                self._set_clock_axis(None)
+            return self._session_clock().zero.timestamp()
+        now = self._now().timestamp()
+        zero = self._clock_zero
+        if zero is None or not 0 <= now - zero < 6 * 3600:
+            zero = now - now % 3600  # the hour: the grid's 20-min lines fall on :00 :20 :40
+            self._set_clock_axis(zero)
+        return zero
+
+    def _set_clock_axis(self, zero: float | None) -> None:
+        self._clock_zero = zero
+        for plot in self.plots.values():
+            axis = plot.getAxis("bottom")
+            assert isinstance(axis, _ClockAxis)
+            axis.zero = zero
+            axis.picture = None  # its tick texts change
+            axis.update()
+        for m in self._markers:
+            m.setVisible(zero is None)
+        for item in self._event_items:
+            item.setVisible(zero is None)
+
     def redraw(self, force: bool = False) -> None:
-        clock = self._session_clock()
-        zero = clock.zero.timestamp()
-        now_min = clock.minutes(self._now())
-        self._update_x_range(now_min)
-        if clock.first_dose is None:
+        zero = self._zero()
+        now_min = (self._now().timestamp() - zero) / 60.0
+        clock = self._clock_zero is not None
+        self._update_x_range(now_min, zero, clock)
+        if clock:
+            label = "clock time · the monitor's last 30 min (no session)"
+        elif self._session_clock().first_dose is None:
             label = "minutes since session start (no dose logged yet)"
         else:
             label = "minutes since first dose"
@@ -238,6 +310,7 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         version = self.buffers.version
         if not force and version == self._drawn_version and zero == self._drawn_zero:
             return
+        zero_moved = zero != self._drawn_zero
         self._drawn_version, self._drawn_zero = version, zero
         for key in ("hr", "spo2", "rr"):
             s = self.buffers.series(key)
@@ -248,16 +321,41 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self.curves[key].setData(self._minutes(s.t, zero), s.v)
             self._set_flags(key, s, zero)
         self._draw_bp(zero)
+        if zero_moved or force:
+            self._draw_manual(zero)
         self.redraws += 1
 
-    def _update_x_range(self, now_min: float) -> None:
+    def _update_x_range(self, now_min: float, zero: float, clock: bool) -> None:
+        if clock:
+            self.plots["rr"].setXRange(now_min - PRESESSION_MIN, now_min + 1.0, padding=0)
+            return
         left = -10.0
         for key in ("hr", "nibp_sys"):
             s = self.buffers.series(key)
             if s is not None and len(s.t):
-                left = min(left, (s.t[0] - self._session_clock().zero.timestamp()) / 60.0 - 1)
+                left = min(left, (s.t[0] - zero) / 60.0 - 1)
         right = max(MIN_OBSERVATION_MIN + 10.0, now_min + 5.0)
         self.plots["rr"].setXRange(left, right, padding=0)
+
+    def set_manual(self, points: list[tuple[datetime, str, float]]) -> None:
+        """Values typed by hand (time, parameter, value): a hollow square each."""
+        if points == self._manual:
+            return
+        self._manual = list(points)
+        self._draw_manual(self._zero())
+
+    def _draw_manual(self, zero: float) -> None:
+        by_lane: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in self.plots}
+        for when, parameter, value in self._manual:
+            lane = _LANE_OF.get(parameter)
+            if lane is not None:
+                by_lane[lane][0].append((when.timestamp() - zero) / 60.0)
+                by_lane[lane][1].append(value)
+        for lane, (x, y) in by_lane.items():
+            self.manual_items[lane].setData(x=x, y=y)
+
+    def manual_point_count(self, lane: str) -> int:
+        return len(self.manual_items[lane].data)
 
     @staticmethod
     def _minutes(t: np.ndarray, zero: float) -> np.ndarray:
@@ -326,6 +424,7 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             bp.removeItem(item)
         self._event_items = []
         zero = self._session_clock().zero
+        shown = self._clock_zero is None
         last_x, row = -1e9, 0
         for when, label in sorted(events):
             x = (when - zero).total_seconds() / 60.0
@@ -339,6 +438,8 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             text.setPos(x, LANES[0].y_range[1] - 12 * row)
             bp.addItem(line, ignoreBounds=True)
             bp.addItem(text, ignoreBounds=True)
+            line.setVisible(shown)
+            text.setVisible(shown)
             self._event_items += [line, text]
 
     def flagged_point_count(self, lane: str) -> int:
