@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(sessions_list)
     sessions_list.add_argument(
         "--status",
-        choices=["open", "awaiting_signature", "signed", "addendum"],
+        choices=["open", "awaiting_signature", "signed", "addendum", "addendum_pending"],
         help="only sessions with this status",
     )
     sessions_list.add_argument("--json", action="store_true", help="print a JSON array")

@@ -216,6 +216,23 @@ class AddAddendum:
 
 
 @dataclass(frozen=True, slots=True)
+class AddLateEntry:
+    """A nurse's addendum to a signed session (something remembered or learned later), signed
+    as its author with their password; it is pending until a physician countersigns it."""
+
+    text: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CountersignAddendum:
+    """A physician countersigns a pending addendum (``addendum_id``: its entry id)."""
+
+    addendum_id: int
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class EnterPmfFields:
     """PMF fields a user enters or confirms (field id -> value), against a form version."""
 

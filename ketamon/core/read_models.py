@@ -52,6 +52,7 @@ KIND_LABELS = {
     EntryKind.ENDED: "Monitoring ended",
     EntryKind.SIGNED: "Signed",
     EntryKind.ADDENDUM: "Addendum",
+    EntryKind.COUNTERSIGNED: "Addendum countersigned",
     EntryKind.PMF_FIELDS: "PMF fields entered",
     EntryKind.PMF_SUBMITTED: "PMF submitted",
 }
@@ -185,12 +186,17 @@ def describe(e: SessionEntry, kinds: Mapping[int, EntryKind] | None = None) -> s
     if k is EntryKind.LIMIT_CHANGED:
         bounds = "/".join("–" if v is None else f"{float(v):g}" for v in (d["low"], d["high"]))
         return f"{d['limit_id']} → {bounds} for this session — {d.get('reason', '')}"
-    if k in (EntryKind.SIGNED, EntryKind.ADDENDUM):
+    if k in (EntryKind.SIGNED, EntryKind.ADDENDUM, EntryKind.COUNTERSIGNED):
         who = str(d.get("name", e.author))
         if d.get("credentials"):
             who += f", {d['credentials']}"
         text = f"{who} — {d.get('meaning', '')} (SHA-256 {str(d.get('content_sha256', ''))[:16]}…)"
-        return (f"{d.get('text', '')} — signed by " + text) if k is EntryKind.ADDENDUM else text
+        if k is EntryKind.COUNTERSIGNED:
+            return f"addendum {d.get('addendum_id')} countersigned by {text}"
+        if k is EntryKind.ADDENDUM:
+            pending = " (to be countersigned)" if d.get("countersign_required") else ""
+            return f"{d.get('text', '')} — signed by {text}{pending}"
+        return text
     if k is EntryKind.PMF_FIELDS:
         return ", ".join(f"{f}: {v}" for f, v in d.get("values", {}).items())
     if k is EntryKind.PMF_SUBMITTED:

@@ -24,7 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ketamon.core.commands import AddAddendum, RecordPmfSubmission, Sign
+from ketamon.core.commands import (
+    AddAddendum,
+    AddLateEntry,
+    CountersignAddendum,
+    RecordPmfSubmission,
+    Sign,
+)
 from ketamon.core.desk import DeskContext, Reviewed, handles
 from ketamon.core.ports import AuthFailed, EntryDraft
 from ketamon.core.session import Refused
@@ -35,13 +41,18 @@ from ketamon.domain.session_rules import Treatment
 from ketamon.resources import read_text
 
 MEANINGS_FILE = "signature_meanings.toml"
-USES = frozenset({"sign", "addendum"})
+USES = frozenset({"sign", "addendum", "late_entry", "countersign"})
+REQUIRED_USES = frozenset({"sign", "addendum"})
 ADDENDUM_MEANING = "addendum"
 
 #: desk commands still allowed on a signed (locked) session
-LOCKED_ALLOWED: frozenset[type] = frozenset({AddAddendum, RecordPmfSubmission})
+LOCKED_ALLOWED: frozenset[type] = frozenset(
+    {AddAddendum, AddLateEntry, CountersignAddendum, RecordPmfSubmission}
+)
 #: entry kinds still recorded on a signed session (the repository enforces the same)
-LOCKED_KINDS: frozenset[EntryKind] = frozenset({EntryKind.ADDENDUM, EntryKind.PMF_SUBMITTED})
+LOCKED_KINDS: frozenset[EntryKind] = frozenset(
+    {EntryKind.ADDENDUM, EntryKind.COUNTERSIGNED, EntryKind.PMF_SUBMITTED}
+)
 
 
 # ---- the controlled list of meanings -------------------------------------------------------
@@ -67,7 +78,7 @@ class Meanings:
         return next((m for m in self.meanings if m.id == meaning_id), None)
 
     def for_use(self, use: str) -> list[Meaning]:
-        """The meanings that may be chosen for ``use`` ("sign" or "addendum"), in file order."""
+        """The meanings that may be chosen for ``use`` (one of :data:`USES`), in file order."""
         return [m for m in self.meanings if use in m.uses]
 
 
@@ -103,10 +114,10 @@ def parse_meanings(text: str, origin: str = MEANINGS_FILE) -> Meanings:
             or not use
             or not all(isinstance(u, str) and u in USES for u in use)
         ):
-            raise MeaningsError(f"{where}: 'use' must list one or both of 'sign', 'addendum'")
+            raise MeaningsError(f"{where}: 'use' must list some of {', '.join(sorted(USES))}")
         out.append(Meaning(mid, " ".join(txt.split()), frozenset(use)))
     result = Meanings(version.strip(), tuple(out))
-    for use in sorted(USES):
+    for use in sorted(REQUIRED_USES):  # a list without late entries still loads
         if not result.for_use(use):
             raise MeaningsError(f"{origin}: no meaning may be used for {use!r}")
     return result
@@ -249,6 +260,63 @@ def add_addendum(reviewed: Reviewed, cmd: AddAddendum, ctx: DeskContext) -> Sequ
     return [EntryDraft(EntryKind.ADDENDUM, ctx.now, data)]
 
 
+def _meaning_for(ctx: DeskContext, use: str) -> tuple[Meaning, str]:
+    meanings = _meanings(ctx.site)
+    found = meanings.get(use) or next(iter(meanings.for_use(use)), None)
+    if found is None:
+        raise Refused([f"{MEANINGS_FILE} has no meaning for {use.replace('_', ' ')}"])
+    return found, meanings.version
+
+
+@handles(AddLateEntry, Action.LATE_ENTRY)
+def add_late_entry(
+    reviewed: Reviewed, cmd: AddLateEntry, ctx: DeskContext
+) -> Sequence[EntryDraft]:
+    state = reviewed.state
+    reasons: list[str] = []
+    if not state.signed:
+        reasons.append(
+            f"Session {state.session_id} is not signed yet: record it in the session instead"
+        )
+    text = cmd.text.strip()
+    if not text:
+        reasons.append("Write the addendum's text")
+    if reasons:
+        raise Refused(reasons)
+    meaning, version = _meaning_for(ctx, "late_entry")
+    who = _verify(ctx, cmd.password, "Sign the addendum as its author")
+    data = {
+        "text": text,
+        "countersign_required": True,
+        **_manifestation(reviewed, who, ctx.site, meaning, version),
+    }
+    return [EntryDraft(EntryKind.ADDENDUM, ctx.now, data)]
+
+
+@handles(CountersignAddendum, Action.SIGN)
+def countersign_addendum(
+    reviewed: Reviewed, cmd: CountersignAddendum, ctx: DeskContext
+) -> Sequence[EntryDraft]:
+    state = reviewed.state
+    target = next((a for a in state.addenda if a.entry_id == cmd.addendum_id), None)
+    if target is None:
+        raise Refused([f"Session {state.session_id} has no addendum {cmd.addendum_id}"])
+    if not target.pending:
+        why = (
+            f"was countersigned by {target.countersignature.name}"
+            if target.countersignature is not None
+            else "was signed by a physician and needs no countersignature"
+        )
+        raise Refused([f"Addendum {cmd.addendum_id} {why}"])
+    meaning, version = _meaning_for(ctx, "countersign")
+    who = _verify(ctx, cmd.password, "Countersign")
+    data = {
+        "addendum_id": target.entry_id,
+        **_manifestation(reviewed, who, ctx.site, meaning, version),
+    }
+    return [EntryDraft(EntryKind.COUNTERSIGNED, ctx.now, data)]
+
+
 __all__ = [
     "LOCKED_ALLOWED",
     "LOCKED_KINDS",
@@ -256,6 +324,8 @@ __all__ = [
     "Meanings",
     "MeaningsError",
     "add_addendum",
+    "add_late_entry",
+    "countersign_addendum",
     "load_meanings",
     "parse_meanings",
     "refuse_if_signed",

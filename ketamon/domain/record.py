@@ -52,6 +52,7 @@ class EntryKind(enum.StrEnum):
     # after the session: review, sign-off and the REMS Patient Monitoring Form
     SIGNED = "signed"  # a physician's signature over everything recorded before it
     ADDENDUM = "addendum"  # a signed addition to a signed session (the signed part stays)
+    COUNTERSIGNED = "countersigned"  # a physician's countersignature of a nurse's addendum
     PMF_FIELDS = "pmf_fields"  # PMF fields entered or confirmed by a user
     PMF_SUBMITTED = "pmf_submitted"  # how and when the form went to the REMS, and its reference
 
@@ -295,7 +296,14 @@ class Addendum:
     entry_id: int
     at: datetime
     text: str
-    signature: Signature
+    signature: Signature  # its author's
+    #: written by a nurse (a late entry): pending until a physician countersigns it
+    countersign_required: bool = False
+    countersignature: Signature | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.countersign_required and self.countersignature is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +374,11 @@ class SessionState:
     def signed(self) -> bool:
         """Signed by a physician: locked; changes from now on are signed addenda."""
         return self.signature is not None
+
+    @property
+    def addendum_pending(self) -> bool:
+        """A nurse's addendum still waits for a physician's countersignature."""
+        return any(a.pending for a in self.addenda)
 
     @property
     def ended_at(self) -> datetime | None:
@@ -818,8 +831,21 @@ def _apply(state: SessionState, e: SessionEntry) -> SessionState:
     if k is EntryKind.SIGNED:
         return replace(state, signature=_signature(e))
     if k is EntryKind.ADDENDUM:
-        add = Addendum(e.id, e.at, str(d.get("text", "")), _signature(e))
+        add = Addendum(
+            e.id,
+            e.at,
+            str(d.get("text", "")),
+            _signature(e),
+            countersign_required=bool(d.get("countersign_required", False)),
+        )
         return replace(state, addenda=(*state.addenda, add))
+    if k is EntryKind.COUNTERSIGNED:
+        target = int(d.get("addendum_id", 0))
+        addenda = tuple(
+            replace(a, countersignature=_signature(e)) if a.entry_id == target else a
+            for a in state.addenda
+        )
+        return replace(state, addenda=addenda)
     if k is EntryKind.PMF_FIELDS:
         values = {**state.pmf_values, **{str(a): b for a, b in d.get("values", {}).items()}}
         return replace(state, pmf_values=values, pmf_version=str(d.get("form_version", "")))

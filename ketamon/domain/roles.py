@@ -48,6 +48,7 @@ class Action(enum.StrEnum):
     REVIEW = "review"  # read a finished session (every role but the system)
     SIGN = "sign"  # sign a finished session
     ADDENDUM = "addendum"  # add a signed addendum to a signed session
+    LATE_ENTRY = "late_entry"  # a nurse's addendum to a signed session, to be countersigned
     PMF = "pmf"  # enter or confirm PMF fields, record the form's submission
 
 
@@ -67,6 +68,7 @@ _CLINICAL = frozenset(
         Action.CANCEL_BEFORE_DOSE,
         Action.REVIEW,
         Action.PMF,
+        Action.LATE_ENTRY,
     }
 )
 _PHYSICIAN_ONLY = frozenset(

@@ -394,10 +394,19 @@ def _signed(c: _Ctx) -> int:
     )
 
 
+def _signer(d: Mapping[str, Any]) -> str:
+    return ", ".join(x for x in (str(d.get("name", "")), str(d.get("credentials", ""))) if x)
+
+
 def _addendum(c: _Ctx) -> int:
     d = c.data
-    who = ", ".join(x for x in (str(d.get("name", "")), str(d.get("credentials", ""))) if x)
-    return c.note(f"Addendum signed by {who}: {d.get('text', '')}")
+    pending = " (to be countersigned by a physician)" if d.get("countersign_required") else ""
+    return c.note(f"Addendum signed by {_signer(d)}{pending}: {d.get('text', '')}")
+
+
+def _countersigned(c: _Ctx) -> int:
+    d = c.data
+    return c.note(f"Addendum {d.get('addendum_id')} countersigned by {_signer(d)}")
 
 
 def _pmf_submitted(c: _Ctx) -> int:
@@ -566,6 +575,7 @@ PROJECTIONS: dict[EntryKind, Callable[[_Ctx], int | None]] = {
     EntryKind.ENDED: _monitoring_ended,
     EntryKind.SIGNED: _signed,
     EntryKind.ADDENDUM: _addendum,
+    EntryKind.COUNTERSIGNED: _countersigned,
     EntryKind.PMF_FIELDS: lambda c: None,  # the fields live in the entries (and the form)
     EntryKind.PMF_SUBMITTED: _pmf_submitted,
 }
@@ -574,8 +584,8 @@ PROJECTIONS: dict[EntryKind, Callable[[_Ctx], int | None]] = {
 # ---- the lock after signing ----------------------------------------------------------------
 
 #: what a signed session still takes (clinical.md §6.3: after signing, only addenda)
-LOCKED_KINDS = frozenset({EntryKind.ADDENDUM, EntryKind.PMF_SUBMITTED})
-_SIGNATURES = (EntryKind.SIGNED, EntryKind.ADDENDUM)
+LOCKED_KINDS = frozenset({EntryKind.ADDENDUM, EntryKind.COUNTERSIGNED, EntryKind.PMF_SUBMITTED})
+_SIGNATURES = (EntryKind.SIGNED, EntryKind.ADDENDUM, EntryKind.COUNTERSIGNED)
 
 
 def _check_lock(s: Session, ts: TreatmentSession, drafts: Sequence[EntryDraft]) -> None:
@@ -600,7 +610,7 @@ def _check_lock(s: Session, ts: TreatmentSession, drafts: Sequence[EntryDraft]) 
             )
         if d.kind is EntryKind.SIGNED and not ended:
             raise RecordError(f"session {sid} is still running: it cannot be signed yet")
-        if d.kind is EntryKind.ADDENDUM and not signed:
+        if d.kind in (EntryKind.ADDENDUM, EntryKind.COUNTERSIGNED) and not signed:
             raise RecordError(f"session {sid} is not signed: an addendum follows a signature")
         if d.kind in _SIGNATURES and d.data.get("covers_entry_id") != last:
             raise RecordError(
@@ -676,6 +686,8 @@ class SessionRow:
 
 def _status(ended: bool, state: SessionState | None) -> str:
     if state is not None and state.signed:
+        if state.addendum_pending:
+            return "addendum_pending"
         return "addendum" if state.addenda else "signed"
     return "awaiting_signature" if ended else "open"
 

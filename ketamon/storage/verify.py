@@ -9,8 +9,9 @@ never sit in memory), and reports the first break it finds:
    the entry's id), by the entry's author, in its session, with the same data (compared as
    canonical JSON) and sealing the entry's whole row (``subject_hash``), and no such audit entry
    has lost its session entry;
-3. every signature (``signed``/``addendum`` entry) carries in ``content_sha256`` the
-   :func:`ketamon.domain.integrity.canonical_sha256` of its session's entries before it.
+3. every signature (``signed``/``addendum``/``countersigned`` entry) carries in
+   ``content_sha256`` the :func:`ketamon.domain.integrity.canonical_sha256` of its session's
+   entries before it.
 
 It only reads. Give it an Engine, or a Connection to check inside that connection's transaction
 (the caller's uncommitted changes included).
@@ -47,7 +48,7 @@ from ketamon.storage.database import (
     sqlite_path,
 )
 
-SIGNATURE_KINDS = ("signed", "addendum")
+SIGNATURE_KINDS = ("signed", "addendum", "countersigned")
 BATCH = 20_000
 
 _AUDIT_SQL = f"SELECT {', '.join(AUDIT_HASHED)}, entry_hash FROM audit_entry ORDER BY id"
@@ -76,7 +77,7 @@ _ORPHAN_SQL = (
 _SIGNED_SQL = (
     "SELECT id, session_id, kind, at, author_id, authorised_by_id, data FROM session_entry "
     "WHERE session_id IN (SELECT session_id FROM session_entry WHERE kind IN "
-    "('signed', 'addendum')) ORDER BY session_id, id"
+    "('signed', 'addendum', 'countersigned')) ORDER BY session_id, id"
 )
 
 
@@ -309,7 +310,8 @@ def verify_audit(target: Engine | Connection) -> VerifyReport:
                 session_entries=_count(conn, "SELECT count(*) FROM session_entry"),
                 signatures=_count(
                     conn,
-                    "SELECT count(*) FROM session_entry WHERE kind IN ('signed', 'addendum')",
+                    "SELECT count(*) FROM session_entry "
+                    "WHERE kind IN ('signed', 'addendum', 'countersigned')",
                 ),
                 first_break=found.brk,
             )

@@ -20,7 +20,7 @@ from ketamon.core.signing import (
     refuse_if_signed,
 )
 from ketamon.domain.integrity import canonical_sha256
-from ketamon.domain.record import EntryKind, SessionEntry
+from ketamon.domain.record import EntryKind, SessionEntry, fold
 from ketamon.domain.roles import Actor
 from tests.core.helpers import (
     ADMIN,
@@ -319,7 +319,12 @@ def test_a_signed_session_takes_only_addenda_and_the_pmf_submission(chair: Chair
     sid = finished(chair)
     desk = desk_for(chair)
     signed = desk.execute(sid, c.Sign(MEANING, PASSWORD), PHYSICIAN)
-    assert {c.AddAddendum, c.RecordPmfSubmission} == LOCKED_ALLOWED
+    assert {
+        c.AddAddendum,
+        c.AddLateEntry,
+        c.CountersignAddendum,
+        c.RecordPmfSubmission,
+    } == LOCKED_ALLOWED
     refuse_if_signed(signed, c.AddAddendum("x", PASSWORD))
     refuse_if_signed(signed, c.RecordPmfSubmission("fax", "2026-11-30T15:00:00Z", "R1"))
     for cmd in (
@@ -359,3 +364,51 @@ def test_the_chair_cannot_take_a_signed_session_up_again(chair: Chair) -> None:
     with pytest.raises(Refused):  # nor do the monitor's events reach it
         fresh.do(c.RecordLink("lost", "cable"), fresh.core.system())
     assert list(chair.repo.load(sid)) == record
+
+
+# ---- a nurse's addendum, countersigned -----------------------------------------------------------
+
+
+def test_a_nurses_addendum_is_pending_until_a_physician_countersigns_it(chair: Chair) -> None:
+    sid = finished(chair)
+    desk = desk_for(chair)
+    signed = desk.execute(sid, c.Sign(MEANING, PASSWORD), PHYSICIAN)
+    assert not signed.state.addendum_pending
+    chair.clock.advance(minutes=30)
+    late = desk.execute(
+        sid, c.AddLateEntry(" Escort confirmed she drove him home. ", PASSWORD), NURSE
+    )
+    (add,) = late.state.addenda
+    assert add.text == "Escort confirmed she drove him home."
+    assert add.pending and late.state.addendum_pending
+    assert add.signature.name == "Nina Nurse" and add.signature.meaning_id == "late_entry"
+    assert add.signature.content_sha256 == canonical_sha256(signed.entries)
+    assert late.entries[: len(signed.entries)] == signed.entries  # the signed part stays
+    chair.clock.advance(minutes=5)
+    done = desk.execute(sid, c.CountersignAddendum(add.entry_id, PASSWORD), PHYSICIAN)
+    (add2,) = done.state.addenda
+    assert not add2.pending and not done.state.addendum_pending
+    cs = add2.countersignature
+    assert cs is not None and cs.name == "Dr Paul Physician" and cs.meaning_id == "countersign"
+    assert cs.content_sha256 == canonical_sha256(late.entries)
+    # the fold of the stored record gives the same state (a restart, an export, the review)
+    assert fold(chair.repo.load(sid)) == done.state
+    refused(desk, sid, c.CountersignAddendum(add.entry_id, PASSWORD), PHYSICIAN, "countersigned")
+
+
+def test_late_entry_and_countersign_refusals(chair: Chair) -> None:
+    sid = finished(chair)
+    desk = desk_for(chair)
+    refused(desk, sid, c.AddLateEntry("late", PASSWORD), NURSE, "not signed yet")
+    desk.execute(sid, c.Sign(MEANING, PASSWORD), PHYSICIAN)
+    refused(desk, sid, c.AddLateEntry("  ", PASSWORD), NURSE, "addendum's text")
+    refused(desk, sid, c.AddLateEntry("late", "wrong"), NURSE, "password")
+    refused(desk, sid, c.AddLateEntry("late", PASSWORD), AUDITOR, "read-only")
+    out = desk.execute(sid, c.AddLateEntry("late", PASSWORD), NURSE)
+    aid = out.state.addenda[0].entry_id
+    refused(desk, sid, c.CountersignAddendum(aid, PASSWORD), NURSE, "Only a physician")
+    refused(desk, sid, c.CountersignAddendum(aid + 99, PASSWORD), PHYSICIAN, "no addendum")
+    refused(desk, sid, c.CountersignAddendum(aid, "wrong"), PHYSICIAN, "password")
+    own = desk.execute(sid, c.AddAddendum("mine", PASSWORD), PHYSICIAN)
+    mine = own.state.addenda[1].entry_id
+    refused(desk, sid, c.CountersignAddendum(mine, PASSWORD), PHYSICIAN, "needs no")

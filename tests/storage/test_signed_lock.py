@@ -209,6 +209,7 @@ def drafts(at: datetime, last: int, target: int) -> dict[EntryKind, dict[str, An
         EntryKind.ENDED: {"reason": "stop"},
         EntryKind.SIGNED: sig,
         EntryKind.ADDENDUM: {"text": "late", **sig, "meaning_id": "addendum"},
+        EntryKind.COUNTERSIGNED: {"addendum_id": target, **sig, "meaning_id": "countersign"},
         EntryKind.PMF_FIELDS: {"values": {"lot": "X"}, "form_version": "v1"},
         EntryKind.PMF_SUBMITTED: {"method": "fax", "submitted_at": "2026-11-30", "reference": "R"},
     }
@@ -326,6 +327,9 @@ def test_list_sessions_and_the_command(
     sid_added = world.session()
     world.desk.execute(sid_added, c.Sign(MEANING, PASSWORD), world.doc)
     world.desk.execute(sid_added, c.AddAddendum("late", PASSWORD), world.doc)
+    sid_pending = world.session()
+    world.desk.execute(sid_pending, c.Sign(MEANING, PASSWORD), world.doc)
+    world.desk.execute(sid_pending, c.AddLateEntry("escort confirmed", PASSWORD), world.nurse)
     sid_waiting = world.session()
     sid_open = world.session(discharge=False)
     rows = {r.id: r for r in list_sessions(world.engine)}
@@ -333,6 +337,7 @@ def test_list_sessions_and_the_command(
     assert status == {
         sid_signed: "signed",
         sid_added: "addendum",
+        sid_pending: "addendum_pending",
         sid_waiting: "awaiting_signature",
         sid_open: "open",
     }
@@ -343,9 +348,9 @@ def test_list_sessions_and_the_command(
     rc, out = run("sessions", "list", "--db", db_url, "--json")
     assert rc == 0
     listed = json.loads(out)
-    assert [x["id"] for x in listed] == [sid_signed, sid_added, sid_waiting, sid_open]
-    assert listed[3]["ended"] is None and listed[3]["status"] == "open"
-    assert listed[2]["ended"] == rows[sid_waiting].ended.isoformat()  # type: ignore[union-attr]
+    assert [x["id"] for x in listed] == [sid_signed, sid_added, sid_pending, sid_waiting, sid_open]
+    assert listed[4]["ended"] is None and listed[4]["status"] == "open"
+    assert listed[3]["ended"] == rows[sid_waiting].ended.isoformat()  # type: ignore[union-attr]
     keys = {"id", "chair", "patient", "treatment", "started", "ended", "status", "pmf"}
     assert set(listed[0]) == keys
     forms = {"due", "warned", "overdue", "submitted", "not_required"}
@@ -354,3 +359,5 @@ def test_list_sessions_and_the_command(
     lines = out.splitlines()
     assert rc == 0 and lines[0].split()[0] == "ID" and len(lines) == 2
     assert lines[1].split()[0] == str(sid_waiting) and "awaiting_signature" in lines[1].split()
+    rc, out = run("sessions", "list", "--db", db_url, "--status", "addendum_pending", "--json")
+    assert rc == 0 and [x["id"] for x in json.loads(out)] == [sid_pending]
