@@ -165,6 +165,8 @@ class MainWindow(QMainWindow):
 
     def stop(self) -> None:
         self._overview_timer.stop()
+        if self.overview is not None:
+            self.overview.stop()
         timer = getattr(self, "_pmf_timer", None)
         if timer is not None:
             timer.stop()
