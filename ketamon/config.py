@@ -36,6 +36,8 @@ class Config:
     thresholds_file: str = ""
     site_file: str = ""
     chairs: tuple[ChairConfig, ...] = field(default=())
+    #: the [hl7_out] table as written (checked by ketamon.hl7out.parse_settings)
+    hl7_out: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_tcp(text: str, where: str = "--tcp") -> tuple[str, int]:
@@ -157,12 +159,15 @@ def parse_config(text: str, origin: str) -> Config:
         "thresholds_file",
         "site_file",
         "chair",
+        "hl7_out",
     }
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}")
     for key in ("database_url", "thresholds_file", "site_file"):
         if not isinstance(data.get(key, ""), str):
             raise ConfigError(f"{origin}: {key!r} must be a string")
+    if not isinstance(data.get("hl7_out", {}), dict):
+        raise ConfigError(f"{origin}: 'hl7_out' must be a table ([hl7_out])")
     chairs_raw = data.get("chair", [])
     if not isinstance(chairs_raw, list):
         raise ConfigError(f"{origin}: 'chair' must be an array of tables ([[chair]])")
@@ -175,6 +180,7 @@ def parse_config(text: str, origin: str) -> Config:
         thresholds_file=data.get("thresholds_file", ""),
         site_file=data.get("site_file", ""),
         chairs=chairs,
+        hl7_out=dict(data.get("hl7_out", {})),
     )
 
 
