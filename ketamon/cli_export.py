@@ -180,4 +180,78 @@ def cmd_export(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def cmd_hl7_out(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    raise _error("not implemented yet")
+    import json
+    import signal
+    import threading
+    import time
+
+    from ketamon.hl7out import Hl7OutSender, parse_settings, status_lines
+    from ketamon.paths import resolve_paths
+    from ketamon.services import open_database
+    from ketamon.storage import outbox
+
+    config, url = _open(args)
+    origin = str(resolve_paths(getattr(args, "data_dir", None)).config_file)
+    settings = parse_settings(config.hl7_out, origin) if config.hl7_out else None
+    engine = open_database(url)
+    try:
+        if args.hl7_command == "status":
+            rows = outbox.queue_rows(engine, include_sent=args.all)
+            counts = outbox.queue_counts(engine)
+            if args.json:
+                doc = {
+                    "configured": settings is not None,
+                    "engine": None if settings is None else settings.where,
+                    "queued": counts[outbox.QUEUED],
+                    "sent": counts[outbox.SENT],
+                    "messages": [r.to_json_dict() for r in rows],
+                }
+                out.write(json.dumps(doc, indent=2) + "\n")
+                return 0
+            where = "not configured" if settings is None else f"to {settings.where}"
+            out.write(
+                f"HL7 out {where}: {counts[outbox.QUEUED]} queued, {counts[outbox.SENT]} sent\n"
+            )
+            if rows:
+                out.write(f"{'ID':>6} {'CONTROL ID':<20} {'KIND':<9} {'SESS':>6} STATE\n")
+                out.writelines(line + "\n" for line in status_lines(rows))
+            return 0
+        if settings is None:
+            raise _error(
+                f"{origin}: no [hl7_out] table: the outbound HL7 interface is not configured"
+            )
+        sender = Hl7OutSender(engine, settings)
+        try:
+            if args.hl7_command == "send":
+                ids = sender.queue_session(args.session_id)
+                if not ids:
+                    raise _error(f"session {args.session_id} does not exist or is not signed")
+                err.write(f"hl7-out: queued {', '.join(ids)}\n")
+                return 0
+            stop = threading.Event()
+
+            def handler(signum: int, frame: object) -> None:
+                stop.set()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, handler)
+            deadline = None if args.seconds is None else time.monotonic() + args.seconds
+            while not stop.is_set():
+                report = sender.run_pass(stop)
+                if report.queued or report.sent or report.failed:
+                    err.write(
+                        f"hl7-out: {report.queued} queued, {report.sent} sent, "
+                        f"{report.waiting} waiting"
+                        + (f"; not delivered: {report.failed}" if report.failed else "")
+                        + "\n"
+                    )
+                if args.once:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                stop.wait(settings.poll_s)
+        finally:
+            sender.close()
+    finally:
+        engine.dispose()
+    return 0
