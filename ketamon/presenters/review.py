@@ -100,6 +100,10 @@ class ReviewPresenter(QObject):
     def actor(self) -> Actor:
         return self._user()
 
+    def now(self) -> datetime:
+        """The station's clock (the list's "today" and "yesterday" follow it)."""
+        return self._desk.clock()
+
     def may(self, action: Action) -> bool:
         return allowed(self.actor.role, action)
 
@@ -152,7 +156,13 @@ class ReviewPresenter(QObject):
         return self._do(session_id, c.Sign(meaning_id, password), "signature")
 
     def add_addendum(self, session_id: int, text: str, password: str) -> Pending[ReviewView]:
-        return self._do(session_id, c.AddAddendum(text, password), "addendum")
+        """A physician's signed addendum; anyone else's is a late entry to be countersigned."""
+        if self.may(Action.ADDENDUM):
+            return self._do(session_id, c.AddAddendum(text, password), "addendum")
+        return self._do(session_id, c.AddLateEntry(text, password), "late entry")
+
+    def countersign(self, session_id: int, addendum_id: int, password: str) -> Pending[ReviewView]:
+        return self._do(session_id, c.CountersignAddendum(addendum_id, password), "countersign")
 
     def enter_pmf(
         self, session_id: int, values: Mapping[str, object], form_version: str

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
@@ -39,7 +40,15 @@ from ketamon.presenters.runner import Pending
 from ketamon.ui import theme
 from ketamon.ui.chart import TrendChartWidget
 
-STATUSES = ("all", "open", "awaiting_signature", "signed", "addendum")
+STATUSES = ("all", "open", "awaiting_signature", "signed", "addendum", "addendum_pending")
+#: the date filter: (label, first day back, last day back); None: no bound
+DAYS = (
+    ("Any date", None, None),
+    ("Today", 0, 0),
+    ("Yesterday", 1, 1),
+    ("Last 7 days", 6, 0),
+    ("Last 30 days", 29, 0),
+)
 PMF_STATES = ("any", "due", "warned", "overdue", "submitted", "not_required")
 
 
@@ -106,9 +115,13 @@ class ReviewWidget(QWidget):
         self.status.addItems([s.replace("_", " ") for s in STATUSES])
         self.pmf = QComboBox()
         self.pmf.addItems([f"PMF: {s.replace('_', ' ')}" for s in PMF_STATES])
+        self.days = QComboBox()
+        self.days.addItems([d[0] for d in DAYS])
+        self.chair_filter = QComboBox()
+        self.treatment_filter = QComboBox()
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Patient, MRN, chair, treatment or date")
-        for w in (self.status, self.pmf):
+        self.search.setPlaceholderText("Patient or MRN")
+        for w in (self.status, self.pmf, self.days, self.chair_filter, self.treatment_filter):
             w.currentIndexChanged.connect(self._fill_table)
         self.search.textChanged.connect(self._fill_table)
         refresh = QPushButton("Refresh")
@@ -117,6 +130,11 @@ class ReviewWidget(QWidget):
         filters.addWidget(self.pmf)
         filters.addWidget(refresh)
         ll.addLayout(filters)
+        more = QHBoxLayout()
+        more.addWidget(self.days)
+        more.addWidget(self.chair_filter)
+        more.addWidget(self.treatment_filter)
+        ll.addLayout(more)
         ll.addWidget(self.search)
         self.table = QTableWidget(0, 6)
         self.table.setHorizontalHeaderLabels(
@@ -132,7 +150,7 @@ class ReviewWidget(QWidget):
         ll.addWidget(self.board)
         split.addWidget(left)
         # ---- one session -----------------------------------------------------------------------
-        scroll = QScrollArea()
+        scroll = self.scroll_area = QScrollArea()
         scroll.setWidgetResizable(True)
         right = QWidget()
         self.body = QVBoxLayout(right)
@@ -178,12 +196,16 @@ class ReviewWidget(QWidget):
         al = QFormLayout(add)
         self.addenda = QListWidget()
         self.addenda.setMaximumHeight(110)
+        self.addenda.setWordWrap(True)
         self.addendum_text = QPlainTextEdit()
         self.addendum_text.setMaximumHeight(80)
         self.addendum_password = _password()
         self.addendum_button = QPushButton("Sign the addendum")
         self.addendum_button.clicked.connect(self._on_addendum_clicked)
+        self.countersign_button = QPushButton("Countersign the selected addendum")
+        self.countersign_button.clicked.connect(self._on_countersign_clicked)
         al.addRow(self.addenda)
+        al.addRow("", self.countersign_button)
         al.addRow("Addendum", self.addendum_text)
         al.addRow("Password", self.addendum_password)
         al.addRow("", self.addendum_button)
@@ -241,28 +263,55 @@ class ReviewWidget(QWidget):
         def done(p: Pending[Any]) -> None:
             if p.ok:
                 self._rows = list(p.result or [])
+                chairs = {str(_get(r, "chair")) for r in self._rows}
+                treatments = {str(_get(r, "treatment")) for r in self._rows}
+                self._fill_choices(self.chair_filter, "Every chair", chairs)
+                self._fill_choices(self.treatment_filter, "Every treatment", treatments)
                 self._fill_table()
+                if self.view is not None:  # what others recorded meanwhile, and who may act
+                    self.open_session(self.view.session_id)
             else:
                 self.error.setText("\n".join(p.reasons))
 
         return pending.on_done(done)
 
+    def _fill_choices(self, box: QComboBox, everything: str, values: set[str]) -> None:
+        """A filter's choices from the sessions listed, keeping the one chosen."""
+        chosen = box.currentData()
+        box.blockSignals(True)
+        box.clear()
+        box.addItem(everything, None)
+        for v in sorted(values):
+            box.addItem(v.replace("_", " "), v)
+        i = box.findData(chosen)
+        box.setCurrentIndex(max(i, 0))
+        box.blockSignals(False)
+
     def _fill_table(self) -> None:
         status = STATUSES[self.status.currentIndex()]
         pmf = PMF_STATES[self.pmf.currentIndex()]
         text = self.search.text().strip().lower()
+        _, back_from, back_to = DAYS[self.days.currentIndex()]
+        today = self.model.now().astimezone().date()
+        chair, treatment = self.chair_filter.currentData(), self.treatment_filter.currentData()
         shown = []
         for r in sorted(self._rows, key=lambda r: _when(_get(r, "started")), reverse=True):
             st = str(_get(r, "status"))
             pm = str(_get(r, "pmf", "pmf_status", default=""))
-            hay = " ".join(
-                str(_get(r, k)) for k in ("chair", "patient", "treatment", "started")
-            ).lower()
+            started = _get(r, "started", default=None)
             if status != "all" and st != status:
                 continue
             if pmf != "any" and pm != pmf:
                 continue
-            if text and text not in hay:
+            if back_from is not None and isinstance(started, datetime):
+                ago = (today - started.astimezone().date()).days
+                if not back_to <= ago <= back_from:  # type: ignore[operator]
+                    continue
+            if chair is not None and str(_get(r, "chair")) != chair:
+                continue
+            if treatment is not None and str(_get(r, "treatment")) != treatment:
+                continue
+            if text and text not in str(_get(r, "patient")).lower():
                 continue
             shown.append(r)
         self._shown = shown
@@ -308,6 +357,7 @@ class ReviewWidget(QWidget):
         if self.pleth_plot is None:
             plot = self.pleth_plot = pg.PlotWidget()
             plot.setFixedHeight(110)
+            plot.setBackground(theme.BACKGROUND)
             plot.setMenuEnabled(False)
             plot.hideButtons()
             plot.setMouseEnabled(x=False, y=False)
@@ -414,18 +464,36 @@ class ReviewWidget(QWidget):
         self.addendum_box.setVisible(s.signed)
         self.addenda.clear()
         for a in s.addenda:
-            self.addenda.addItem(
+            if a.pending:
+                state = "⏳ awaiting a physician's countersignature"
+            elif a.countersignature is not None:
+                state = f"countersigned by {a.countersignature.name}"
+            else:
+                state = "signed"
+            item = QListWidgetItem(
                 f"{_when(a.at)} · {a.signature.name}: {a.text} "
-                f"(signed, SHA-256 {a.signature.content_sha256[:16]}…)"
+                f"({state}; SHA-256 {a.signature.content_sha256[:16]}…)"
             )
+            item.setData(Qt.ItemDataRole.UserRole, a.entry_id)
+            self.addenda.addItem(item)
+        may_add = s.signed and (physician or self.model.may(Action.LATE_ENTRY))
         add_widgets: tuple[QWidget, ...] = (
             self.addendum_text,
             self.addendum_password,
             self.addendum_button,
         )
         for w in add_widgets:
-            w.setVisible(physician and s.signed)
-            self._addendum_form.setRowVisible(w, physician and s.signed)
+            w.setVisible(may_add)
+            self._addendum_form.setRowVisible(w, may_add)
+        self.addendum_button.setText(
+            "Sign the addendum" if physician else "Sign as author (a physician countersigns)"
+        )
+        pending = [a for a in s.addenda if a.pending]
+        can_countersign = physician and bool(pending)
+        self.countersign_button.setVisible(can_countersign)
+        self._addendum_form.setRowVisible(self.countersign_button, can_countersign)
+        if can_countersign:
+            self.addenda.setCurrentRow(s.addenda.index(pending[0]))
         self._show_form(view)
 
     def _show_form(self, view: ReviewView) -> None:
@@ -512,6 +580,15 @@ class ReviewWidget(QWidget):
                 self.addendum_text.clear()
 
         pending.on_done(done)
+
+    def _on_countersign_clicked(self) -> None:
+        item = self.addenda.currentItem()
+        if self.view is None or item is None:
+            return
+        password = self.addendum_password.text()
+        self.addendum_password.clear()
+        aid = int(item.data(Qt.ItemDataRole.UserRole))
+        self.model.countersign(self.view.session_id, aid, password).on_done(self._after)
 
     def changed_fields(self) -> dict[str, object]:
         """The fields the user typed or changed (a carried-over value is confirmed by

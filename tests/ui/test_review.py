@@ -13,6 +13,7 @@ from ketamon.domain.session_rules import Treatment
 from ketamon.storage.audit import acting_as
 from ketamon.storage.models import Role
 from ketamon.storage.users import create_user, system_user_id
+from ketamon.ui.review import STATUSES
 
 from .conftest import Rig
 
@@ -86,6 +87,7 @@ def m_symptoms() -> list[str]:
 def review(rig: Rig):  # type: ignore[no-untyped-def]
     w = rig.window.review
     assert w is not None
+    rig.window.tabs.setCurrentIndex(0)
     rig.window.tabs.setCurrentWidget(w)  # opening the desk refreshes the list
     rig.settle()
     return w
@@ -156,7 +158,46 @@ def test_a_physician_reviews_signs_prints_records_the_fax_and_adds_an_addendum(
     rig.settle()
     assert w.error.text() == ""
     assert w.addenda.count() == 1 and "phoned next day" in w.addenda.item(0).text()
+    assert not w.countersign_button.isVisible()  # a physician's addendum is signed already
+    w.scroll_area.verticalScrollBar().setValue(0)  # the chart, the pleth and the figures
     rig.shot("review-signed")
+    # the next day a nurse adds what the escort said: pending until a physician countersigns
+    rig.advance(24 * 60, step_s=3600)
+    rig.station.sign_in("nurse", "demo")
+    w = review(rig)
+    w.status.setCurrentIndex(0)  # any status
+    w.days.setCurrentIndex(1)  # today: nothing
+    assert w.table.rowCount() == 0
+    w.days.setCurrentIndex(2)  # yesterday
+    assert w.table.rowCount() == 1
+    w.table.setCurrentCell(0, 0)
+    rig.settle()
+    assert w.addendum_text.isVisible() and not w.countersign_button.isVisible()
+    assert not w.sign_button.isVisible()
+    w.addendum_text.setPlainText("Escort confirmed the patient got home safely.")
+    w.addendum_password.setText("demo")
+    rig.click(w.addendum_button)
+    rig.settle()
+    assert w.error.text() == "", w.error.text()
+    assert "awaiting a physician" in w.addenda.item(1).text()
+    rig.station.sign_in("doctor", "demo")
+    w = review(rig)
+    w.days.setCurrentIndex(0)
+    w.status.setCurrentIndex(STATUSES.index("addendum_pending"))
+    assert w.table.rowCount() == 1
+    w.table.setCurrentCell(0, 0)
+    rig.settle()
+    assert w.countersign_button.isVisible()
+    assert w.addenda.currentRow() == 1  # the pending one is selected
+    w.addendum_password.setText("demo")
+    rig.click(w.countersign_button)
+    rig.settle()
+    assert w.error.text() == "", w.error.text()
+    assert "countersigned by" in w.addenda.item(1).text()
+    assert not w.countersign_button.isVisible()
+    w.status.setCurrentIndex(STATUSES.index("addendum_pending"))
+    assert w.table.rowCount() == 0
+    rig.shot("review-countersigned")
 
 
 def _value_for(label: str) -> str:
