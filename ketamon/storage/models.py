@@ -600,3 +600,19 @@ class Hl7OutCursor(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditGap(Base):
+    """A tombstone in the audit hash chain, left by ``ketamon purge`` where it deleted a run of
+    audit rows past the retention period (see :mod:`ketamon.storage.retention`)."""
+
+    __tablename__ = "audit_gap"
+    __table_args__ = (UniqueConstraint("next_id", name="uq_audit_gap_next_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    purge_audit_id: Mapped[int] = mapped_column(BigInteger)
+    after_id: Mapped[int | None] = mapped_column(BigInteger)
+    next_id: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    first_prev_hash: Mapped[str] = mapped_column(String(64))
+    last_entry_hash: Mapped[str] = mapped_column(String(64))
