@@ -84,6 +84,12 @@ DEFAULT_SOURCES: dict[str, str] = {
         "Clinical ref §1.3 (outpatient settings submit a PMF after every session); §1.5 "
         "(keep configurable)"
     ),
+    "idle_lock_min": "Clinical ref §8 requirement 43 (automatic logoff; default 5 min)",
+    "lockout_failures": "Clinical ref §8 requirement 46 (lock after 5 failed logins by default)",
+    "password_min_length": "NIST SP 800-63B §5.1.1.2 (at least 8; 12 recommended for shared PCs)",
+    "break_glass_min": "Clinical ref §8 requirement 44 (emergency access, time-limited)",
+    "mask_names_when_locked": "Design choice: names stay readable behind the lock by default",
+    "retention_years": "Clinical ref §8 requirement 47 (HIPAA documentation: 6 years)",
     **{f"sources.{k}": v for k, v in DEFAULT_SETTING_SOURCES.items()},
     "primary_sources": _PRIMARY_SOURCES_TEXT,
 }
@@ -125,6 +131,13 @@ class SiteProfile:
     pmf_deadline_days: int = 7  # calendar days after the session date
     pmf_warn_day: int = 5  # warn from this day after the session
     pmf_required: bool = True
+    # [security] (optional table): access and retention (clinical ref §8 42-47)
+    idle_lock_min: float = 5.0
+    lockout_failures: int = 5
+    password_min_length: int = 12
+    break_glass_min: float = 60.0
+    mask_names_when_locked: bool = False
+    retention_years: int = 6
     # [sources]: which measurement source feeds the chart and thresholds (ketamon.domain.sources)
     primary_sources: SourcePolicy = field(default_factory=SourcePolicy.default)
     #: setting name → where its value comes from
@@ -243,7 +256,10 @@ def _whole(lo: int, hi: int, unit: str) -> _Check:
 
 
 #: whole-number settings (kept as int, not float)
-_WHOLE = frozenset({"pmf_deadline_days", "pmf_warn_day"})
+_WHOLE = frozenset(
+    {"pmf_deadline_days", "pmf_warn_day", "lockout_failures", "password_min_length"}
+    | {"retention_years"}
+)
 
 
 #: section → setting → check (a file must give every one, each with its source)
@@ -279,7 +295,17 @@ _SETTINGS: dict[str, dict[str, _Check]] = {
         "pmf_warn_day": _whole(0, 30, "days"),
         "pmf_required": _boolean,
     },
+    "security": {
+        "idle_lock_min": _within(1, 60, "min"),
+        "lockout_failures": _whole(3, 20, "failures"),
+        "password_min_length": _whole(8, 64, "characters"),
+        "break_glass_min": _within(5, 480, "min"),
+        "mask_names_when_locked": _boolean,
+        "retention_years": _whole(6, 100, "years"),
+    },
 }
+#: tables a site profile may leave out (ketamon's defaults apply; older files stay valid)
+_OPTIONAL = frozenset({"security"})
 
 
 def _fmt(v: Any) -> str:
@@ -306,6 +332,8 @@ def profile_from_dict(data: dict[str, Any], origin: str = "site profile") -> Sit
     sources: dict[str, str] = {}
     for section, settings in _SETTINGS.items():
         table = data.get(section)
+        if table is None and section in _OPTIONAL:
+            continue
         if not isinstance(table, dict):
             raise SiteProfileError(f"{origin}: missing [{section}] table")
         known = set(settings) | {f"{k}_source" for k in settings}

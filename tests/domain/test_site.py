@@ -214,3 +214,22 @@ def test_rems_details_default_empty_and_are_read_from_the_site_file() -> None:
     assert filled.hcp_name == "Rita Nurse, RN" and filled.rems_certified is True
     assert filled.settings()["hcp_email"] == "rems@clinic.example"
     assert filled.settings()["pmf_deadline_days"] == 10
+
+
+def test_the_security_table_is_optional_and_checked() -> None:
+    from ketamon.domain.site import SiteProfile, SiteProfileError, parse_site_profile
+    from ketamon.resources import read_text
+
+    shipped = read_text("site.toml")
+    start = shipped.index("[security]")
+    end = shipped.index("\n[", start + 1) if "\n[" in shipped[start + 1 :] else len(shipped)
+    without = shipped[:start] + shipped[end:]
+    defaults = parse_site_profile(without, "old.toml")
+    assert (defaults.idle_lock_min, defaults.lockout_failures, defaults.retention_years) == (
+        SiteProfile().idle_lock_min,
+        5,
+        6,
+    )
+    bad = shipped.replace("retention_years = 6\n", "retention_years = 2\n")
+    with pytest.raises(SiteProfileError, match=r"site.toml: security.retention_years"):
+        parse_site_profile(bad, "site.toml")
