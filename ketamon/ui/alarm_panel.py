@@ -69,7 +69,6 @@ class AlarmRow(QFrame):
         lay.setSpacing(4)
         self.label = QLabel(self._text)
         self.label.setWordWrap(True)
-        self.label.setStyleSheet("background: transparent; color: inherit")
         lay.addWidget(self.label, 1)
         self.ack = QPushButton("ACK")
         self.ack.setObjectName("flagAck")
@@ -96,7 +95,8 @@ class AlarmRow(QFrame):
             self.setStyleSheet(
                 f"QFrame#alarmRow {{ background: {colour}; border: 2px solid {colour};"
                 " border-radius: 4px; }"
-                "QLabel { color: #000; font-weight: bold; font-size: 10pt; }"
+                "QLabel { color: #000; background: transparent; font-weight: bold;"
+                " font-size: 10pt; }"
                 "QPushButton#flagAck { background: #12171c; color: #fff; padding: 0px;"
                 " min-height: 24px; font-size: 9pt; }"
             )
@@ -104,7 +104,8 @@ class AlarmRow(QFrame):
             self.setStyleSheet(
                 f"QFrame#alarmRow {{ background: #12171c; border: 2px solid {colour};"
                 " border-radius: 4px; }"
-                f"QLabel {{ color: {colour}; font-weight: bold; font-size: 10pt; }}"
+                f"QLabel {{ color: {colour}; background: transparent; font-weight: bold;"
+                " font-size: 10pt; }"
                 "QPushButton#flagAck { background: #24303b; color: #fff; padding: 0px;"
                 " min-height: 24px; font-size: 9pt; }"
             )
@@ -177,13 +178,15 @@ class AlarmPanel(QWidget):
             "End the flags whose condition has gone (latched flags); flags still present stay"
         )
         self.reset_button.clicked.connect(self.sig_reset_requested)
-        # Two rows: the IEC 60601-1-8 names and the pause countdown readable whole at 1366×768
+        # One row, the pause widest: the IEC 60601-1-8 names and the pause countdown readable
+        # whole at 1366×768 ("⊘ AUDIO PAUSED 1:59")
         buttons.addWidget(self.ack_button, 0, 0)
         buttons.addWidget(self.reset_button, 0, 1)
-        buttons.addWidget(self.pause_button, 1, 0, 1, 2)
+        buttons.addWidget(self.pause_button, 0, 2)
+        buttons.setColumnStretch(2, 1)
         for b in (self.ack_button, self.pause_button, self.reset_button):
             b.setMinimumHeight(34)
-            b.setStyleSheet("font-size: 10pt; padding: 2px 4px; min-height: 30px")
+            b.setStyleSheet("font-size: 9pt; padding: 2px 3px; min-height: 30px")
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys are Ctrl+K / Ctrl+Shift+K
         lay.addLayout(buttons)
         self.rows: list[AlarmRow] = []

@@ -115,15 +115,14 @@ class ChairViewWidget(QWidget):
         self.panels: dict[str, Panel] = _LazyPanels(self)
         body.addWidget(self.stack, 4)
         side_widget = QWidget()
-        side_widget.setFixedWidth(360)
+        side_widget.setFixedWidth(380)
         side = QVBoxLayout(side_widget)
         side.setContentsMargins(0, 0, 0, 0)
+        side.setSpacing(4)
         self.numerics = NumericsPanel()
         side.addWidget(self.numerics)
-        due_head = QLabel("Due")
-        due_head.setStyleSheet("color: #9aa5b1")
-        side.addWidget(due_head)
         self.prompt_box = QVBoxLayout()
+        self.prompt_box.setSpacing(3)
         side.addLayout(self.prompt_box)
         self.prompt_buttons: list[QPushButton] = []
         self.alarm_panel = AlarmPanel(
@@ -305,7 +304,7 @@ class ChairViewWidget(QWidget):
             b.deleteLater()
         self.prompt_buttons = []
         if pending:
-            b = QPushButton("⚠ Ask about symptoms (high BP flagged)")
+            b = QPushButton("⚠ Due: ask about symptoms (BP flagged)")
             b.setObjectName("promptButton")
             b.setStyleSheet("border: 2px solid #ffcc00; font-weight: bold; color: #ffcc00")
             b.clicked.connect(lambda _=False: self.open_panel("symptoms"))
@@ -316,7 +315,6 @@ class ChairViewWidget(QWidget):
             b = QPushButton(_prompt_text(p))
             if p.detail:
                 b.setToolTip(p.detail)
-            b.setMinimumHeight(30)
             b.setObjectName("promptButton")
             if p.state is PromptState.OVERDUE:
                 b.setStyleSheet("border: 2px solid #ffcc00; font-weight: bold; color: #ffcc00")

@@ -69,6 +69,7 @@ class NumericTile(QFrame):
         self.unit.setWordWrap(True)
         self.flag = QLabel("")
         self.flag.setObjectName("numericFlag")
+        self.flag.hide()
         lay.addLayout(top)
         for w in (self.value, self.unit, self.flag):
             lay.addWidget(w)
@@ -99,6 +100,7 @@ class NumericTile(QFrame):
         self.mark.setText("M" if manual else "")
         self.mark.setVisible(manual)
         base = MANUAL_COLOUR if manual else self._base_colour
+        self.flag.setVisible(priority is not None)  # an empty line would take the flags' room
         if priority is None:
             self.flag.setText("")
             self.value.setStyleSheet(f"color: {STALE_COLOUR if stale else base}")
@@ -172,7 +174,7 @@ class NumericsPanel(QWidget):
             a = age(mon_at)
             prio = max(sys[1], dia[1], mean[1] if mean else 0)
             if a > blank:
-                tile.show_value("--", f"mmHg · last cuff {age_text(a)}", None, stale=True)
+                tile.show_value("--", f"last cuff {age_text(a)}", None, stale=True)
             else:
                 text = f"{sys[0].value:.0f}/{dia[0].value:.0f}"
                 sub = f"({mean[0].value:.0f}) mmHg · {age_text(a)}" if mean else "mmHg"
@@ -191,7 +193,7 @@ class NumericsPanel(QWidget):
                 if item is not None:
                     sub += f" · mon {item[0].value:.0f}"
                 if a > max(blank, grey_after_s.get("nibp_sys", 1020.0)):
-                    tile.show_value("--", f"{unit} · by hand {age_text(a)}", None, stale=True)
+                    tile.show_value("--", f"M {age_text(a)}", None, stale=True)
                 else:
                     tile.show_value(f"{typed[1]:.0f}", sub, None, stale=a > grey, manual=True)
             elif item is None:
@@ -200,7 +202,7 @@ class NumericsPanel(QWidget):
                 r, prio = item
                 a = age(r.host_time)
                 if a > blank:
-                    tile.show_value("--", f"{unit} · last {age_text(a)}", None, stale=True)
+                    tile.show_value("--", f"last {age_text(a)}", None, stale=True)
                 else:
                     old = a > grey
                     tile.show_value(

@@ -116,7 +116,7 @@ class FlagStrip(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(24)
+        self.setMinimumHeight(40)  # two lines: "SYS 165: rise +41 over baseline 124 …"
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.text = ""
         self.priority: Priority | None = None
@@ -153,10 +153,8 @@ class FlagStrip(QWidget):
                 p.setPen(QPen(colour, 2))
                 p.drawRect(r.adjusted(1, 1, -1, -1))
                 p.setPen(colour)
-            text = p.fontMetrics().elidedText(
-                self.text, Qt.TextElideMode.ElideRight, r.width() - 8
-            )
-            p.drawText(r.adjusted(4, 0, -4, 0), Qt.AlignmentFlag.AlignVCenter, text)
+            flags = int(Qt.AlignmentFlag.AlignVCenter) | int(Qt.TextFlag.TextWordWrap)
+            p.drawText(r.adjusted(4, 0, -4, 0), flags, self.text)
         p.end()
 
 
@@ -291,7 +289,7 @@ class ChairCard(QFrame):
                 f"<span style='color:#9aa5b1'>{name}</span> "
                 f"<b style='color:{colour}'>{value}</b>{m}{age_s}"
             )
-        return "&nbsp; ".join(out)
+        return out[0] + "<br>" + "&nbsp;&nbsp; ".join(out[1:])  # BP with its age, then the rest
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:

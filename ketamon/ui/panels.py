@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -105,25 +105,26 @@ class Panel(QWidget):
         body = self.scroll_area.widget()
         if body is None:
             return None
-        w = body.nextInFocusChain()
-        seen = 0
-        while w is not None and seen < 500:
-            if not body.isAncestorOf(w):
+        w = self.nextInFocusChain()
+        for _ in range(2000):  # the chain is in creation order: the form's fields come first
+            if w is None or w is self:
                 break
             if (
-                w.isVisibleTo(self)
+                body.isAncestorOf(w)
+                and w.isVisibleTo(self)
                 and w.isEnabled()
                 and w.focusPolicy() & Qt.FocusPolicy.TabFocus
                 and isinstance(w, QLineEdit | QPlainTextEdit | QAbstractSpinBox | QComboBox)
             ):
                 return w
             w = w.nextInFocusChain()
-            seen += 1
         return None
 
     def focus_first(self) -> None:
         w = self.first_field()
-        (w if w is not None else self).setFocus(Qt.FocusReason.OtherFocusReason)
+        (w if w is not None else self).setFocus(Qt.FocusReason.TabFocusReason)
+        if isinstance(w, QAbstractSpinBox):
+            w.selectAll()  # typing replaces the "—" of a field not entered yet
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """Enter saves (Ctrl+Enter in a multi-line note, where Enter starts a new line)."""
@@ -176,6 +177,15 @@ class Panel(QWidget):
         self.sig_done.emit()
 
 
+def bind_key(panel: QWidget, keys: str, slot: Callable[[], object]) -> QShortcut:
+    """A key for a form's control, wherever the focus is in that form (e.g. Alt+I ticks
+    the identity check)."""
+    sc = QShortcut(QKeySequence(keys), panel)
+    sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+    sc.activated.connect(slot)
+    return sc
+
+
 def _spin(lo: float, hi: float, decimals: int = 0, special: str = "—") -> QDoubleSpinBox:
     s = QDoubleSpinBox()
     s.setRange(lo - 1, hi)  # the value below the range means "not entered"
@@ -211,6 +221,7 @@ class StartSessionPanel(Panel):
         self.search = QLineEdit()
         self.search.setPlaceholderText("Name or MRN")
         self.search.textChanged.connect(self._on_search_text_changed)
+        self.search.installEventFilter(self)
         self.results = QListWidget()
         self.results.setMaximumHeight(120)
         self.results.currentRowChanged.connect(self._on_results_row_changed)
@@ -235,8 +246,11 @@ class StartSessionPanel(Panel):
         ):
             form.addRow(label, w)
         pl.addLayout(form)
-        self.confirm = QCheckBox("I have checked the patient's identity (name, date of birth)")
+        self.confirm = QCheckBox(
+            "I have checked the patient's identity (name, date of birth)  [Alt+I]"
+        )
         self.confirm.setStyleSheet("font-weight: bold")
+        bind_key(self, "Alt+I", self.confirm.click)
         pl.addWidget(self.confirm)
         self.body.addWidget(pick)
         treat = QGroupBox("Treatment")
@@ -287,6 +301,21 @@ class StartSessionPanel(Panel):
 
     def save_text(self) -> str:
         return "Start session"
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """↓ from the search field picks the first patient found (the form's scroll area
+        would take the key otherwise)."""
+        if (
+            watched is self.search
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Down
+            and self.results.count()
+        ):
+            self.results.setFocus(Qt.FocusReason.OtherFocusReason)
+            self.results.setCurrentRow(0)
+            return True
+        return super().eventFilter(watched, event)
 
     def _on_protocol_changed(self, protocol: str) -> None:
         self.scenario.setVisible(protocol == "simulator")
@@ -416,9 +445,11 @@ class ScreeningPanel(Panel):
         self.body.addWidget(dec)
         checks = QGroupBox("Checks")
         cl = QGridLayout(checks)
-        self.fasting = QCheckBox("Fasting as instructed (no food 2 h, no liquids 30 min)")
-        self.escort = QCheckBox("Escort / ride home confirmed")
-        self.rems = QCheckBox("REMS enrolment confirmed (esketamine)")
+        self.fasting = QCheckBox("Fasting as instructed (no food 2 h, no liquids 30 min)  [Alt+F]")
+        self.escort = QCheckBox("Escort / ride home confirmed  [Alt+E]")
+        self.rems = QCheckBox("REMS enrolment confirmed (esketamine)  [Alt+R]")
+        for keys, box in (("Alt+F", self.fasting), ("Alt+E", self.escort), ("Alt+R", self.rems)):
+            bind_key(self, keys, box.click)
         cl.addWidget(self.fasting, 0, 0, 1, 2)
         cl.addWidget(self.escort, 1, 0, 1, 2)
         cl.addWidget(self.rems, 2, 0, 1, 2)
@@ -734,10 +765,11 @@ class CadssPanel(Panel):
         note.setStyleSheet("color: #8a96a3")
         self.body.addWidget(note)
         tools = QHBoxLayout()
-        self.all_zero_button = QPushButton("All unscored items 0")
+        self.all_zero_button = QPushButton("All unscored items 0  [Alt+A]")
         self.all_zero_button.setStyleSheet(BIG)
         self.all_zero_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.all_zero_button.clicked.connect(self._on_all_zero_clicked)
+        bind_key(self, "Alt+A", self._on_all_zero_clicked)
         tools.addWidget(self.all_zero_button)
         tools.addStretch(1)
         self.body.addLayout(tools)

@@ -17,13 +17,13 @@ class PlethStripWidget(pg.PlotWidget):  # type: ignore[misc]
     def __init__(self, buffer: WaveBuffer, parent: QWidget | None = None) -> None:
         super().__init__(parent=parent, background=theme.BACKGROUND)
         self.buffer = buffer
-        self.setFixedHeight(64)
+        self.setFixedHeight(40)  # a shape to glance at: the flags need the room
         self.hideAxis("bottom")
         self.hideAxis("left")
         self.setMouseEnabled(x=False, y=False)
         self.setMenuEnabled(False)
         self.hideButtons()
-        self.plotItem.setTitle("Pleth", color="#4fc3f7", size="9pt")
+        self.setToolTip("Pleth (SpO₂ waveform)")
         self.curve = self.plot(pen=pg.mkPen(theme.PARAMETER_COLOURS["spo2"], width=1))
         n = buffer.capacity
         self.setXRange(0, n, padding=0)
