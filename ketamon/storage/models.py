@@ -23,6 +23,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -391,6 +392,11 @@ class VitalReading(Base):
     quality: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str] = mapped_column(String(200), default="")
     entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    #: the server's time of the writing transaction (PostgreSQL ``now()``; NULL on SQLite, where
+    #: the station is the server): with ``host_time`` (the station's clock) for clock honesty
+    server_time: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), server_default=FetchedValue()
+    )
 
 
 class WaveformBlock(Base):
@@ -489,6 +495,10 @@ class AlarmRecord(Base):
     technical: Mapped[bool] = mapped_column(Boolean, default=False)
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    #: the server's time of the writing transaction (PostgreSQL; NULL on SQLite)
+    server_time: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), server_default=FetchedValue()
+    )
 
 
 class DeviceLinkEvent(Base):
@@ -616,3 +626,46 @@ class AuditGap(Base):
     rows: Mapped[int] = mapped_column(Integer)
     first_prev_hash: Mapped[str] = mapped_column(String(64))
     last_entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+# ---- the clinic: stations on one PostgreSQL (ketamon.clinic) ---------------------------------
+
+
+class Station(Base):
+    """A ketamon station (a PC with its chairs, with or without a window) in a clinic.
+
+    ``heartbeat_at`` is the server's clock at the last heartbeat, ``station_time`` the station's
+    clock then, ``clock_offset_s`` their difference (station minus server, half the round trip
+    allowed for). A central view shows a station whose heartbeat is older than 10 s as offline.
+    """
+
+    __tablename__ = "station"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    hostname: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(16), default="headless")  # headless | app
+    version: Mapped[str] = mapped_column(String(32), default="")
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running | stopped
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    station_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    clock_offset_s: Mapped[float] = mapped_column(Float, default=0.0)
+    #: readings held on the station's disk, not yet in the database (its last report)
+    spooled: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StationChair(Base):
+    """A chair run by a station: its session now, its monitor link and its next item due (the
+    station updates the row when they change; the commit is published to central views)."""
+
+    __tablename__ = "station_chair"
+
+    chair: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("station.id"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("treatment_session.id"))
+    link: Mapped[str] = mapped_column(String(200), default="")
+    next_due: Mapped[str] = mapped_column(String(200), default="")
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
