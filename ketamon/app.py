@@ -4,13 +4,17 @@ and the main window."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 from sqlalchemy.orm import Session
 
@@ -38,9 +42,11 @@ from ketamon.presenters.runner import CommandRunner, Pending
 from ketamon.services import build_monitor, open_database
 from ketamon.site_settings import load_site_profile
 from ketamon.storage import records
+from ketamon.storage.database import sqlite_path
 from ketamon.storage.history import session_readings, session_series
 from ketamon.storage.models import RemsEnrolment
 from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
+from ketamon.storage.spool import Spool, replay_spool, spool_path_for
 from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
 from ketamon.storage.waves import WaveformRecorder, session_waveform
 from ketamon.storage.writer import DatabaseWriter
@@ -104,11 +110,22 @@ class Station:
     repository: SqlSessionRepository | None = None
     runner: CommandRunner | None = None
     user: Actor | None = None
+    #: where the spool lives for a PostgreSQL database (a SQLite one keeps it beside its file)
+    data_dir: Path | None = None
     _open_refs: list[OpenSessionRef] | None = None
 
     def open(self) -> None:
         engine = open_database(self.database_url, backup_dir=self.backup_dir)
-        self.writer = DatabaseWriter(engine).start()
+        spool = None
+        data_dir = self.data_dir or (self.backup_dir.parent if self.backup_dir else None)
+        if data_dir is not None or sqlite_path(self.database_url):
+            spool = Spool(spool_path_for(self.database_url, data_dir or Path(".")))
+            if spool.exists():  # what the last stop could not store
+                try:
+                    log.warning("spool: %s", replay_spool(spool, engine).summary())
+                except Exception as exc:  # still failing: kept for the next start
+                    log.error("the spool %s could not be replayed: %s", spool.path, exc)
+        self.writer = DatabaseWriter(engine, spool=spool).start()
         self.repository = SqlSessionRepository(
             engine, self.writer, profile=self.profile, profile_origin=self.profile_origin
         )
@@ -324,6 +341,11 @@ class Station:
         for c in self.chairs:
             c.start()
 
+    def unsaved(self) -> int:
+        """Readings not yet committed or spooled (what a forced stop would lose)."""
+        writer = self.writer
+        return 0 if writer is None else writer.unsaved()
+
     def shutdown(self) -> None:
         for c in self.chairs:
             c.stop()
@@ -378,6 +400,7 @@ def make_station(
         clock=clock or SystemClock(),
         backup_dir=paths.backups_dir,
         site=site or load_site_profile(config.site_file or None),
+        data_dir=paths.data_dir,
     )
     station.open()
     if demo:
@@ -401,31 +424,102 @@ def run_gui(
     assert isinstance(app, QApplication)
     app.setApplicationName("ketamon")
     app.setStyleSheet(theme.stylesheet())
+    signals = QtSignalStop(app)
+    try:
+        return _run(app, signals, paths, config, profile, database_url, demo, clock, site)
+    finally:
+        signals.close()
+
+
+class QtSignalStop:
+    """Ctrl+C and SIGTERM in the Qt app.
+
+    Python runs a signal handler only when the interpreter gets control, which Qt's event loop
+    never gives it: a short timer does (every 200 ms). The handler ends every event loop
+    (dialogs too) with ``QCoreApplication.exit``; the normal close path then runs, and
+    ``Station.shutdown`` flushes the writer (readings and entries) before the process ends.
+    Open sessions are left open, to be resumed. A second signal forces the stop at once and says
+    how many readings were not saved.
+    """
+
+    def __init__(self, app: QApplication) -> None:
+        self.app = app
+        self.signum: int | None = None
+        self.unsaved: Callable[[], int] = lambda: 0
+        self._previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self._previous:
+            signal.signal(sig, self._handle)
+        self._timer = QTimer()
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(lambda: None)  # lets Python run its signal handlers
+        self._timer.start()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+            log.warning("%s: closing (open sessions stay open)", signal.Signals(signum).name)
+            self.app.exit(0)  # every running event loop, dialogs included
+            QTimer.singleShot(0, lambda: self.app.exit(0))  # and one about to start
+            return
+        try:
+            n = str(int(self.unsaved()))
+        except Exception:
+            n = "an unknown number of"
+        os.write(2, f"ketamon: forced stop: {n} readings were not saved\n".encode())
+        os._exit(128 + signum)
+
+    @property
+    def stopping(self) -> bool:
+        return self.signum is not None
+
+    def close(self) -> None:
+        self._timer.stop()
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(
+    app: QApplication,
+    signals: QtSignalStop,
+    paths: AppPaths,
+    config: Config,
+    profile: ThresholdProfile,
+    database_url: str,
+    demo: bool,
+    clock: Clock | None,
+    site: SiteProfile | None,
+) -> int:
     station = make_station(paths, config, profile, database_url, demo=demo, clock=clock, site=site)
+    signals.unsaved = station.unsaved
     if station.user is None:
         dialog: LoginDialog[Actor] = LoginDialog(
             station.sign_in,
             hint="Accounts are managed with 'ketamon user add'.",
         )
-        if dialog.exec() != LoginDialog.DialogCode.Accepted:
+        accepted = dialog.exec() == LoginDialog.DialogCode.Accepted
+        if signals.stopping or not accepted:
             station.shutdown()
-            return 1
+            return 0 if signals.stopping else 1
     title = "ketamon — DEMO (simulated monitors, demo database)" if demo else "ketamon"
     window = build_window(station, title)
-    if not station.models:
+    if not station.models and not signals.stopping:
         QMessageBox.information(
             window,
             "No chairs configured",
             f"No monitors are configured. Add [[chair]] tables to {paths.config_file}, "
             "or run 'ketamon demo' to try the app with simulated monitors.",
         )
-    open_sessions = station.open_sessions()
+    open_sessions = station.open_sessions() if not signals.stopping else []
     if open_sessions:
         resume = ResumeSessionsDialog(open_sessions, window)
-        if resume.exec() == ResumeSessionsDialog.DialogCode.Accepted:
+        if resume.exec() == ResumeSessionsDialog.DialogCode.Accepted and not signals.stopping:
             station.resume(resume.selected())
     app.aboutToQuit.connect(window.stop)
     app.aboutToQuit.connect(station.shutdown)
+    if signals.stopping:
+        window.stop()
+        station.shutdown()
+        return 0
     station.start()
     window.show()
     return int(app.exec())

@@ -8,15 +8,18 @@ problems are one ``ketamon: error: …`` line (exit 2), unexpected ones are logg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import math
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from ketamon import SAFETY_STATEMENT, __version__, cli_export
 
@@ -26,12 +29,88 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ketamon")
 
+EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
+#: 128 + the signal's number, as a shell reports a process a signal stopped
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 class CommandError(Exception):
     """An expected failure with a message for the user."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C or SIGTERM before a command was ready to stop cleanly (start-up)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def _install_startup_handlers() -> None:
+    """Until a command can stop cleanly, Ctrl+C and SIGTERM end it at once without a
+    traceback (exit 130 / 143): nothing has been recorded yet."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, _interrupt)
+        except ValueError:  # not the main thread (tests calling main() from a thread)
+            return
+
+
+class StopOnSignals:
+    """A running command's Ctrl+C and SIGTERM.
+
+    The first asks the command to stop (``stop`` runs in a helper thread, so the handler never
+    waits on a lock the interrupted code holds): it flushes what it holds and ends. A second
+    forces the stop at once and says how many readings were not saved (``unsaved``).
+    """
+
+    def __init__(
+        self,
+        stop: Any,
+        unsaved: Any = None,
+        *,
+        install: bool = True,
+    ) -> None:
+        self._stop = stop
+        self._unsaved = unsaved
+        self.signum: int | None = None
+        if install:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, frame: FrameType | None = None) -> None:
+        if self.signum is None:
+            self.signum = signum
+            threading.Thread(target=self._stop, name="stop-request", daemon=True).start()
+            return
+        n = 0
+        if self._unsaved is not None:
+            try:
+                n = int(self._unsaved())
+            except Exception:
+                n = -1
+        said = "an unknown number of" if n < 0 else str(n)
+        os.write(
+            2,
+            f"ketamon: forced stop: {said} readings were not saved\n".encode(),
+        )
+        os._exit(128 + signum)
+
+
+def finite(name: str, value: float | None, *, low: float = 0.0, high: float = math.inf) -> None:
+    """A number option that must be finite and within (low, high]."""
+    if value is None:
+        return
+    if not math.isfinite(value) or not low < value <= high:
+        bound = f"at most {high:g}" if math.isfinite(high) else "finite"
+        raise CommandError(f"{name} must be a number above {low:g} and {bound}, got {value!r}")
 
 
 def _add_common(p: argparse.ArgumentParser, *, sub: bool = True) -> None:
@@ -270,9 +349,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _paths(args: argparse.Namespace, *, demo: bool = False) -> Any:
+    """The data and configuration folders, made if missing: the data folder is the owner's
+    alone (0700)."""
     from ketamon.paths import resolve_paths
 
-    return resolve_paths(args.data_dir, demo=demo).ensure()
+    paths = resolve_paths(getattr(args, "data_dir", None), demo=demo)
+    for folder, what in ((paths.data_dir, "data folder"), (paths.config_dir, "config folder")):
+        if folder.exists() and not folder.is_dir():
+            raise CommandError(f"the {what} {folder} is a file, not a folder")
+    try:
+        paths.ensure()
+    except OSError as exc:
+        raise CommandError(
+            f"cannot make the data folder {paths.data_dir}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        if paths.data_dir.stat().st_mode & 0o077:
+            paths.data_dir.chmod(0o700)
+    except OSError:
+        log.warning("cannot make %s private (0700)", paths.data_dir)
+    return paths
 
 
 def cmd_gui(args: argparse.Namespace, *, demo: bool) -> int:
@@ -296,11 +392,30 @@ def cmd_gui(args: argparse.Namespace, *, demo: bool) -> int:
         if not 0 < args.speed <= 1000:
             raise CommandError("--speed must be between 0 and 1000")
         clock = ScaledClock(args.speed)
+    _check_display()
     if demo:
         _set_aside_incompatible_demo_database(paths)
-    from ketamon.app import run_gui
+    try:
+        from ketamon.app import run_gui
+    except ImportError as exc:
+        raise CommandError(
+            f"Qt cannot be loaded ({exc}): install the system packages listed in "
+            "resources/debian-packages.txt"
+        ) from exc
 
     return run_gui(paths, config, profile, url, demo=demo, clock=clock, site=site)
+
+
+def _check_display() -> None:
+    """A window needs a display: say how to get one rather than letting Qt abort."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    raise CommandError(
+        "no display to open the window on: run it under a virtual screen "
+        "('xvfb-run ketamon demo') or set QT_QPA_PLATFORM (e.g. QT_QPA_PLATFORM=offscreen)"
+    )
 
 
 def _set_aside_incompatible_demo_database(paths: Any) -> None:
@@ -366,12 +481,16 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    import time
     from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy.exc import IntegrityError
 
     from devices.clock import SystemClock
     from devices.readings import Reading
     from devices.supervisor import StatusEvent
     from devices.transports import TcpListenTransport
+    from ketamon.acquisition.durable import RawCapture
     from ketamon.acquisition.pipeline import ChairPipeline, MonitorSpec
     from ketamon.config import database_url, load_config, parse_chair
     from ketamon.core import commands as c
@@ -383,9 +502,11 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ketamon.domain.roles import Actor
     from ketamon.domain.session_rules import Treatment
     from ketamon.domain.sources import SourceSelector
+    from ketamon.domain.thresholds import Priority
     from ketamon.services import build_monitor, load_profile, open_database, resume_session
     from ketamon.site_settings import load_site_profile
     from ketamon.storage.repository import SqlSessionRepository
+    from ketamon.storage.spool import EntryRetrier, Spool, replay_spool, spool_path_for
     from ketamon.storage.users import system_user_id
     from ketamon.storage.writer import CommitInfo, DatabaseWriter
 
@@ -397,19 +518,18 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     if (args.tcp or args.listen) and args.protocol != "hl7":
         raise CommandError("--tcp and --listen are only for --protocol hl7")
-    if args.seconds is not None and args.seconds <= 0:
-        raise CommandError("--seconds must be positive")
+    finite("--seconds", args.seconds)
+    # Everything is checked before anything is made: a refused command leaves no session,
+    # no database and no --raw file behind.
     paths = _paths(args)
     config = load_config(paths.config_file)
     profile = load_profile(config)  # the app's threshold profile: the same flags as at the chair
     site = load_site_profile(config.site_file or None)
     url = database_url(args.db, config, paths.sqlite_url())
-    raw: IO[bytes] | None = None
+    if args.port and not os.path.exists(args.port):
+        raise CommandError(f"--port {args.port}: no such device (is the adapter plugged in?)")
     if args.raw:
-        try:
-            raw = open(args.raw, "ab")  # noqa: SIM115 - closed in finally
-        except OSError as exc:
-            raise CommandError(f"cannot open --raw file {args.raw}: {exc.strerror}") from exc
+        _check_writable_file("--raw", args.raw)
     # The command line is read as a [[chair]] table: the same checks and messages as the
     # configuration file, and the same way from a chair to its transport and protocol.
     raw_chair: dict[str, Any] = {"protocol": args.protocol}
@@ -425,15 +545,28 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             raw_chair["rtscts"] = args.rtscts == "on"
         chair = args.chair or f"record:{args.port}"
     raw_chair["name"] = chair
-    clock = SystemClock()
-    monitor = build_monitor(
-        parse_chair({k: v for k, v in raw_chair.items() if v is not None}, "command line"),
-        clock,
-        raw_log=raw,
+    chair_config = parse_chair(
+        {k: v for k, v in raw_chair.items() if v is not None}, "command line"
     )
-    transport = monitor.transport
     engine = open_database(url)
+    if args.port:
+        try:
+            _check_serial_port(args.port)  # free and a terminal: before any session is made
+        except CommandError:
+            engine.dispose()
+            raise
+    raw: RawCapture | None = None
+    if args.raw:
+        try:
+            raw = RawCapture(open(args.raw, "ab"), args.raw)  # noqa: SIM115 - closed in finally
+        except OSError as exc:
+            engine.dispose()
+            raise CommandError(f"cannot open --raw file {args.raw}: {exc.strerror}") from exc
+    clock = SystemClock()
+    monitor = build_monitor(chair_config, clock, raw_log=cast(IO[bytes], raw))
+    transport = monitor.transport
     lock = threading.Lock()
+    spool = Spool(spool_path_for(url, paths.data_dir))
 
     def commit_log(info: CommitInfo) -> None:
         with lock:
@@ -444,10 +577,15 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             err.flush()
 
     # Headless recording has nobody signed in: its writes are the built-in system account's.
+    system_id = system_user_id(engine)
+    if spool.exists():  # what an earlier stop could not store: into the database first
+        got = replay_spool(spool, engine)
+        err.write(f"record: {got.summary()}\n")
     writer = DatabaseWriter(
         engine,
-        user_id=system_user_id(engine),
+        user_id=system_id,
         on_commit=commit_log if args.commit_log else None,
+        spool=spool,
     ).start()
     # One thread records the session's entries (flags, link events) in order, so the monitor's
     # thread never waits on the database for them.
@@ -482,14 +620,19 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 lambda s: resume_session(s, mine[-1].session_id, why="ketamon record restarted")
             )
         else:
-            core.execute(
-                c.StartSession(
-                    PatientInfo(None, "UNIDENTIFIED", "Unidentified", "Patient"),
-                    Plan(Treatment.OTHER),
-                    device=args.protocol,
-                ),
-                system,
+            start = c.StartSession(
+                PatientInfo(None, "UNIDENTIFIED", "Unidentified", "Patient"),
+                Plan(Treatment.OTHER),
+                device=args.protocol,
             )
+            for attempt in range(5):  # recorders started together race to make the patient
+                try:
+                    core.execute(start, system)
+                    break
+                except IntegrityError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
         assert core.state is not None
         session_id = core.state.session_id
         err.write(
@@ -498,12 +641,13 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         )
         err.flush()
 
-        def record(cmd: c.Command) -> None:
+        entries = EntryRetrier(spool, session_id)
+
+        def record(cmd: c.Command, at: Any = None) -> None:
+            when = clock.now() if at is None else at
+
             def run() -> None:
-                try:
-                    core.execute(cmd, system)
-                except Exception:  # held by nobody: say so, the recording goes on
-                    log.exception("record: could not record %s", type(cmd).__name__)
+                entries.run(lambda: core.execute(cmd, system), cmd, when)
 
             commands.submit(run)
 
@@ -527,7 +671,11 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             record(c.RecordAlarmEvents([e]))
 
         pipeline.on_readings, pipeline.on_link, pipeline.on_alarm = on_readings, on_link, on_alarm
-        _stop_on_signals(pipeline.stop)
+        if raw is not None:
+            raw.on_failure = lambda why: pipeline.set_condition(
+                "tech_raw", Priority.LOW, f"raw capture stopped: {why}", technical=True
+            )
+        stopper = StopOnSignals(pipeline.stop, writer.unsaved)
         done = threading.Event()
         ticker = threading.Thread(
             target=_record_ticks, args=(pipeline, writer, done), name="record-tick", daemon=True
@@ -541,17 +689,38 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             if isinstance(transport, TcpListenTransport):
                 transport.shutdown()
 
-        commands.shutdown(wait=True)  # every flag and link event recorded, in order
-        core.execute(c.EndMonitoring("recording stopped"), system)
-        err.write(
-            f"record: {proto.stats.frames_ok} good frames, {proto.stats.frames_bad} bad frames, "
-            f"{writer.stats.readings_committed} readings committed\n"
-        )
+        entries.deadline = time.monotonic() + 2.0  # stopping: no more waiting on the database
+        commands.shutdown(wait=True)  # every flag and link event recorded (or spooled), in order
+        if stopper.signum is None:  # --seconds ran out: the recording is finished
+            entries.run(
+                lambda: core.execute(c.EndMonitoring("recording stopped"), system), None, None
+            )
+        else:  # a signal (logoff, shutdown, Ctrl+C): the session stays open to be resumed
+            err.write(
+                f"record: stopped by {signal.Signals(stopper.signum).name}; session "
+                f"{session_id} stays open (the next 'ketamon record' for {chair} resumes it)\n"
+            )
     finally:
         commands.shutdown(wait=True)
-        writer.stop()
+        writer.stop(timeout=3.0)
+        engine.dispose()
         if raw is not None:
             raw.close()
+    st = writer.stats
+    err.write(
+        f"record: {proto.stats.frames_ok} good frames, {proto.stats.frames_bad} bad frames, "
+        f"{st.readings_committed} readings committed\n"
+    )
+    lost = st.readings_dropped + writer.unsaved()
+    if st.readings_spooled or entries.spooled:
+        err.write(
+            f"record: the database could not take {st.readings_spooled} readings and "
+            f"{entries.spooled} session entries: they are kept in {spool.path} and stored at "
+            "the next start\n"
+        )
+    if lost or entries.lost:
+        err.write(f"record: {lost} readings and {entries.lost} session entries were lost\n")
+        return EXIT_INTERNAL
     return 0
 
 
@@ -581,12 +750,38 @@ def _record_ticks(
             return
 
 
-def _stop_on_signals(stop: Any) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop()
+def _check_serial_port(path: str) -> None:
+    """The port exists, is a terminal device and is free: otherwise refuse before anything is
+    made (a recording with no monitor would only look like one)."""
+    import serial
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
+    if not os.path.exists(path):
+        raise CommandError(f"--port {path}: no such device (is the adapter plugged in?)")
+    try:
+        port = serial.Serial(path, exclusive=True, timeout=0)
+    except serial.SerialException as exc:
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        text = str(exc)
+        if err in (11, 16) or "busy" in text.lower() or "lock" in text.lower():
+            raise CommandError(
+                f"--port {path}: the port is busy (another program has it open)"
+            ) from exc
+        if "Permission denied" in text or err == 13:
+            raise CommandError(
+                f"--port {path}: permission denied (add your user to the 'dialout' group)"
+            ) from exc
+        raise CommandError(f"--port {path}: cannot open it: {text}") from exc
+    port.close()
+
+
+def _check_writable_file(option: str, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CommandError(f"{option} {path}: is a folder")
+    if not os.path.isdir(folder):
+        raise CommandError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise CommandError(f"{option} {path}: not writable")
 
 
 def cmd_thresholds(args: argparse.Namespace, out: IO[str]) -> int:
@@ -658,24 +853,44 @@ def cmd_emulate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from devices.emulators.base import PtyServer
     from devices.scenarios import get_scenario
 
-    if not 0 < args.speed <= 10000:
-        raise CommandError("--speed must be between 0 and 10000")
-    emulator = emulator_class(args.protocol)(get_scenario(args.scenario))
-    server: Any
+    finite("--speed", args.speed, high=10000)
+    finite("--seconds", args.seconds)
     if args.tcp is not None:
         if args.protocol != "hl7":
             raise CommandError("--tcp is only for --protocol hl7")
+        if not 0 <= args.tcp <= 65535:
+            raise CommandError(
+                f"--tcp must be a port number 0-65535 (0: any free), got {args.tcp}"
+            )
+    if args.link:
+        folder = os.path.dirname(os.path.abspath(args.link))
+        if not os.path.isdir(folder):
+            raise CommandError(f"--link {args.link}: the folder {folder} does not exist")
+        if os.path.exists(args.link) and not os.path.islink(args.link):
+            raise CommandError(f"--link {args.link}: exists and is not a symlink")
+    emulator = emulator_class(args.protocol)(get_scenario(args.scenario))
+    server: Any
+    if args.tcp is not None:
         from devices.emulators.hl7 import TcpServer
 
         server = TcpServer(emulator, port=args.tcp, speed=args.speed)
-        server.start()
+        try:
+            server.start()
+        except OSError as exc:
+            raise CommandError(f"--tcp {args.tcp}: cannot listen: {exc.strerror or exc}") from exc
         out.write(f"127.0.0.1:{server.port}\n")
     else:
-        server = PtyServer(emulator, speed=args.speed, link=args.link).start()
+        try:
+            server = PtyServer(emulator, speed=args.speed, link=args.link).start()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot create a pseudo-terminal ({exc.strerror or exc}): this machine has no "
+                "pty facility (mount devpts on /dev/pts, or use --tcp with --protocol hl7)"
+            ) from exc
         out.write(server.path + "\n")
     out.flush()
     done = threading.Event()
-    _stop_on_signals(done.set)
+    StopOnSignals(done.set)
     try:
         done.wait(args.seconds)
     finally:
@@ -695,10 +910,10 @@ def _read_new_password(args: argparse.Namespace, username: str, stdin: IO[str]) 
         if not stdin.isatty():
             raise CommandError("no terminal to ask for the password on: use --password-stdin")
         password = getpass.getpass(f"Password for {username}: ")
-        check_password_rules(password)
+        check_password_rules(password, username)
         if getpass.getpass("Repeat the password: ") != password:
             raise CommandError("the passwords do not match; nothing was changed")
-    check_password_rules(password)
+    check_password_rules(password, username)
     return password
 
 
@@ -729,10 +944,12 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
     from ketamon.services import open_database
     from ketamon.storage.audit import acting_as, reason
     from ketamon.storage.users import (
+        check_name,
         create_user,
         disable_user,
         list_users,
         normalise_username,
+        printable,
         system_user_id,
     )
 
@@ -741,8 +958,11 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
     url = database_url(args.db, config, paths.sqlite_url())
     password = ""
     if args.user_command == "add":
-        normalise_username(args.username)  # a bad name fails before the password is asked
-        password = _read_new_password(args, args.username, stdin)
+        # a bad name fails before the password is asked
+        name = normalise_username(args.username)
+        check_name("full name", args.full_name)
+        check_name("credentials", args.credentials)
+        password = _read_new_password(args, name, stdin)
     engine = open_database(url)
     try:
         if args.user_command == "list":
@@ -757,7 +977,8 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
                     status += ", demo"
                 if u.role.value == "system":
                     status += ", built-in (cannot sign in)"
-                out.write(f"{u.username:<16} {u.role.value:<10} {u.full_name:<32} {status}\n")
+                name = printable(u.full_name)
+                out.write(f"{u.username:<16} {u.role.value:<10} {name:<32} {status}\n")
             return 0
         try:
             who = f"OS user {getpass.getuser()} on {socket.gethostname()}"
@@ -939,6 +1160,20 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (see the README's "Exit status")."""
+    _install_startup_handlers()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl+C / SIGTERM before the command could stop cleanly
+        signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"ketamon: interrupted ({signal.Signals(signum).name})\n")
+        return 128 + signum
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
@@ -950,9 +1185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ketamon.domain.thresholds import ThresholdError
     from ketamon.storage.database import DatabaseConfigError, DatabaseVersionError
     from ketamon.storage.records import RecordError
+    from ketamon.storage.spool import SpoolError
     from ketamon.storage.users import UserError
 
     expected = (
+        SpoolError,
         CommandError,
         ConfigError,
         ThresholdError,
@@ -989,17 +1226,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_export.run(args, sys.stdout, sys.stderr)
         parser.error(f"unknown command {command!r}")
     except expected as exc:
-        sys.stderr.write(f"ketamon: error: {exc}\n")
+        sys.stderr.write(f"ketamon: error: {_one_line(str(exc))}\n")
+        return EXIT_USAGE
+    except SQLAlchemyError as exc:  # locked, read-only, missing, unreachable: say which, no SQL
+        from ketamon.storage.database import user_message
+
+        log.debug("database error", exc_info=True)
+        sys.stderr.write(f"ketamon: error: {_one_line(user_message(exc))}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        raise
     except BrokenPipeError:
         return 0
     except Exception as exc:
         log.debug("internal error", exc_info=True)
         sys.stderr.write(
-            f"ketamon: internal error: {type(exc).__name__}: {exc} "
+            f"ketamon: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
             "(run with --verbose for details)\n"
         )
         return EXIT_INTERNAL
     return 0
+
+
+def _one_line(text: str) -> str:
+    """A message on one line with control characters escaped (nothing can forge output)."""
+    from ketamon.storage.users import printable
+
+    return printable(" ".join(text.split("\n")).strip())

@@ -53,6 +53,38 @@ def describe(url: str | URL) -> str:
     return u.render_as_string(hide_password=True)
 
 
+def short_error(exc: BaseException) -> str:
+    """A database error for people and logs: the driver's first line, never the SQL or its
+    parameters (a user's password hash must never reach a message)."""
+    from sqlalchemy.exc import StatementError
+
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        inner: BaseException = exc.orig
+    else:
+        inner = exc
+    text = str(inner).strip().splitlines()
+    first = text[0] if text else type(inner).__name__
+    return f"{type(inner).__name__}: {first}"
+
+
+def user_message(exc: BaseException, url: str | URL | None = None) -> str:
+    """What to tell the user when the database cannot be used (locked, read-only, missing)."""
+    where = f"the database {describe(url)}" if url is not None else "the database"
+    msg = short_error(exc).split(": ", 1)[-1]
+    low = msg.lower()
+    if "locked" in low:
+        hint = "another program holds it locked; close it (or wait) and try again"
+    elif "readonly" in low or "read-only" in low:
+        hint = "it is read-only: check the file's and its folder's permissions"
+    elif "unable to open" in low:
+        hint = "it cannot be opened: check the path and its folder's permissions"
+    elif "disk" in low and "full" in low:
+        hint = "the disk is full"
+    else:
+        hint = "it cannot be used"
+    return f"{where}: {hint} ({msg})"
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the UI read while the writer commits; FULL makes a commit survive a power cut.
@@ -76,15 +108,36 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+            _private_file(path)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False}, hide_parameters=True
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
         url,
+        hide_parameters=True,  # no SQL parameter (a password hash) in any error or log
         pool_pre_ping=True,
         connect_args={"connect_timeout": 10, "application_name": "ketamon"},
     )
+
+
+def _private_file(path: str) -> None:
+    """The SQLite file (and its WAL and shared-memory files) readable by its owner only: a new
+    one is created 0600; an existing one with looser modes is tightened."""
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            if not os.path.exists(name):
+                if name == path:
+                    os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600))
+                continue
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:
+            pass  # a read-only folder or someone else's file: SQLite itself will say so
 
 
 def session_factory(engine: Engine) -> sessionmaker[Any]:

@@ -21,7 +21,10 @@ from ketamon.storage.database import in_session
 from ketamon.storage.models import Role, User, utcnow
 
 SYSTEM_USERNAME = "system"
+#: NIST SP 800-63B §5.1.1.2: at least 8 characters, allow at least 64, refuse known-common ones
 MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 128
+MAX_NAME_LENGTH = 200
 #: roles a person can hold (``system`` is the built-in account's alone)
 HUMAN_ROLES = (Role.NURSE, Role.PHYSICIAN, Role.ADMIN, Role.AUDITOR)
 DEMO_PASSWORD = "demo"
@@ -89,11 +92,72 @@ class UserInfo:
 # ---- passwords ---------------------------------------------------------------------------------
 
 
-def check_password_rules(password: str) -> None:
+_COMMON: frozenset[str] | None = None
+
+
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords (``resources/common_passwords.txt``), lower case."""
+    global _COMMON
+    if _COMMON is None:
+        from ketamon.resources import read_text
+
+        _COMMON = frozenset(
+            line.strip().lower()
+            for line in read_text("common_passwords.txt").splitlines()
+            if line.strip() and not line.startswith("#")
+        )
+    return _COMMON
+
+
+def check_password_rules(password: str, username: str = "") -> None:
+    """The password policy: 8–128 characters, no control characters, not the username (nor
+    a case or order variant of it), not in the shipped list of common passwords."""
     if not password or not password.strip():
         raise UserError("the password must not be empty")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise UserError(f"the password must be at most {MAX_PASSWORD_LENGTH} characters long")
+    if any(_is_control(ch) for ch in password):
+        raise UserError("the password must not contain control characters")
+    low = password.lower()
+    name = username.strip().lower()
+    if name and (low == name or low == name[::-1] or (name in low and len(low) - len(name) < 4)):
+        raise UserError("the password must not be (or merely extend) the username")
+    stripped = low.rstrip("0123456789!?.")
+    if low in common_passwords() or (stripped and stripped in common_passwords()):
+        raise UserError("that password is on the list of common passwords; choose another")
+    if len(set(low)) < 3:
+        raise UserError("the password must not repeat one or two characters")
+
+
+def _is_control(ch: str) -> bool:
+    import unicodedata
+
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters (newlines, ANSI escapes,
+    bidirectional overrides) shown as escapes, so no stored name can forge output."""
+    if not any(_is_control(ch) for ch in text):
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if _is_control(ch) else ch for ch in text
+    )
+
+
+def check_name(field: str, text: str) -> str:
+    """A name or credential for an account: stripped, no control characters, not too long."""
+    text = text.strip()
+    if any(_is_control(ch) for ch in text):
+        raise UserError(
+            f"the {field} must not contain control characters (newlines, escapes), "
+            f"got '{printable(text)}'"
+        )
+    if len(text) > MAX_NAME_LENGTH:
+        raise UserError(f"the {field} must be at most {MAX_NAME_LENGTH} characters long")
+    return text
 
 
 def hash_password(password: str) -> str:
@@ -115,8 +179,8 @@ def normalise_username(username: str) -> str:
     name = username.strip().lower()
     if not _USERNAME.match(name):
         raise UserError(
-            f"invalid username {username!r}: use 2–64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"invalid username {printable(username)!r}: use 2–64 letters, digits, '.', '_' or "
+            "'-', starting with a letter or digit"
         )
     return name
 
@@ -156,11 +220,12 @@ def create_user(
         ) from None
     if role not in HUMAN_ROLES:
         raise UserError(f"role {role.value!r} cannot be given to a person")
-    full_name = full_name.strip()
+    full_name = check_name("full name", full_name)
     if not full_name:
         raise UserError("the full name must not be empty")
+    credentials = check_name("credentials", credentials)
     if not is_demo:
-        check_password_rules(password)
+        check_password_rules(password, name)
     if s.scalar(select(User.id).where(User.username == name)) is not None:
         raise UserError(f"user {name!r} already exists")
     user = User(

@@ -9,8 +9,15 @@ their trail in that same transaction, and refuse a change to audited data with n
 else shares the writer's Sessions.
 
 If the database is unreachable for a while (a clinic server restarting), readings are kept in
-memory (up to ``max_retained`` readings) and retried with back-off, in order; a batch the database
-rejects outright is retried one submission at a time so that only the bad submission is lost.
+memory and retried with back-off, in order; a batch the database rejects outright is retried one
+submission at a time so that only the bad submission is lost (and counted).
+
+With a :class:`~ketamon.storage.spool.Spool`, nothing is dropped for want of a database: readings
+held longer than ``spool_after_s`` (or more than ``max_retained`` of them), and whatever is still
+held when the writer stops while the database is failing, are appended to the spool file
+(fsynced) and replayed, idempotently, when the database takes writes again (and at the next
+start, :func:`replay_spool`). Only a spool that cannot be written either loses readings, and the
+loss is logged and counted in ``stats.readings_dropped``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, insert
@@ -31,7 +38,9 @@ from sqlalchemy.orm import Session
 
 from devices.readings import Reading
 from ketamon.storage.audit import set_user
+from ketamon.storage.database import short_error
 from ketamon.storage.models import Base
+from ketamon.storage.spool import Spool, SpooledReadings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,8 +62,10 @@ class WriterStats:
     max_exposure_s: float = 0.0  # longest a reading waited between submit and commit
     errors: int = 0
     last_error: str = ""
-    readings_dropped: int = 0  # rejected by the database, or over the retention limit
+    readings_dropped: int = 0  # rejected by the database, or neither stored nor spooled
     retries: int = 0
+    readings_spooled: int = 0  # put in the spool file (not lost: replayed later)
+    readings_replayed: int = 0  # taken from the spool into the database
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +106,8 @@ class DatabaseWriter:
         user_id: int | None = None,
         on_commit: Callable[[CommitInfo], None] | None = None,
         max_retained: int = 500_000,
+        spool: Spool | None = None,
+        spool_after_s: float = 30.0,
     ):
         if not 0 < flush_interval_s <= MAX_FLUSH_INTERVAL_S:
             raise ValueError(f"flush_interval_s must be in (0, {MAX_FLUSH_INTERVAL_S}]")
@@ -105,7 +118,12 @@ class DatabaseWriter:
         self.user_id = user_id
         self.on_commit = on_commit
         self.max_retained = max_retained
+        self.spool = spool
+        #: readings held in memory longer than this go to the spool (when there is one)
+        self.spool_after_s = spool_after_s
         self.stats = WriterStats()
+        self._queued_readings = 0  # submitted, not yet committed, spooled or dropped
+        self._spooled_here = 0  # readings_spooled at the last replay
         self._q: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
@@ -134,6 +152,11 @@ class DatabaseWriter:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def unsaved(self) -> int:
+        """Readings submitted and neither committed nor spooled yet (what a kill would lose)."""
+        with self._idle:
+            return self._queued_readings
+
     @property
     def failing(self) -> str | None:
         """Why readings are being held instead of saved (None: the last write went through)."""
@@ -144,6 +167,7 @@ class DatabaseWriter:
         if readings:
             with self._idle:
                 self._pending += 1
+                self._queued_readings += len(readings)
             self._q.put((time.monotonic(), session_id, tuple(readings)))
 
     def submit(self, op: Callable[[Session], T], *, user_id: int | None = None) -> Future[T]:
@@ -212,16 +236,15 @@ class DatabaseWriter:
             if item is None:
                 continue
             if isinstance(item, _Stop):
-                if self._retained:  # one last try; what still fails is reported as lost
-                    self._retry_at = 0.0
-                    self._flush([])
-                    self._drop(self._retained, "writer stopped while the database was unavailable")
+                if self._retained:  # the database is failing: no waiting on it at shutdown
+                    self._put_aside(self._retained, "writer stopped while the database failed")
                 return
             assert isinstance(item, _Op)
             self._run_op(item.op, item.fut, item.user_id)
 
-    def _done(self, n: int) -> None:
+    def _done(self, n: int, readings: int = 0) -> None:
         with self._idle:
+            self._queued_readings = max(0, self._queued_readings - readings)
             self._pending -= n
             if self._pending <= 0:
                 self._pending = 0
@@ -252,7 +275,7 @@ class DatabaseWriter:
 
     def _error(self, exc: BaseException) -> None:
         self.stats.errors += 1
-        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self.stats.last_error = short_error(exc)
 
     def _drop(self, items: list[_Item], why: str) -> None:
         if not items:
@@ -260,9 +283,32 @@ class DatabaseWriter:
         n = sum(len(i[2]) for i in items)
         self.stats.readings_dropped += n
         log.error("%d readings lost: %s", n, why)
-        self._done(len(items))
+        self._done(len(items), n)
         if items is self._retained:
             self._retained = []
+
+    def _put_aside(self, items: list[_Item], why: str) -> None:
+        """Readings the database cannot take now: to the spool (or, without one, lost)."""
+        if not items:
+            return
+        if items is self._retained:
+            self._retained = []
+        if self.spool is None:
+            self._drop(items, why)
+            return
+        done = 0
+        try:
+            for item in items:
+                self.spool.add_readings(item[1], item[2])
+                self.stats.readings_spooled += len(item[2])
+                self._done(1, len(item[2]))
+                done += 1
+        except OSError as exc:
+            log.error("the spool cannot be written (%s)", exc)
+            self._drop(items[done:], f"{why}; and the spool cannot be written")
+            return
+        n = sum(len(i[2]) for i in items)
+        log.warning("%d readings put in the spool %s: %s", n, self.spool.path, why)
 
     def _flush(self, batch: list[_Item]) -> None:
         if self._retained and time.monotonic() < self._retry_at:  # still backing off
@@ -302,6 +348,13 @@ class DatabaseWriter:
     def _retain_more(self, items: list[_Item]) -> int:
         self._retained.extend(items)
         n = sum(len(i[2]) for i in self._retained)
+        if self.spool is not None and self._retained:
+            held_s = time.monotonic() - self._retained[0][0]
+            if held_s > self.spool_after_s or n > self.max_retained:
+                self._put_aside(
+                    self._retained, f"the database has not taken them for {held_s:.0f} s"
+                )
+                return 0
         while n > self.max_retained and len(self._retained) > 1:
             oldest = self._retained.pop(0)
             n -= len(oldest[2])
@@ -314,7 +367,7 @@ class DatabaseWriter:
         self._retry_at = time.monotonic() + self._retry_delay
         log.warning(
             "database unavailable (%s); keeping %d readings, retrying in %.2f s",
-            exc,
+            short_error(exc),
             n,
             self._retry_delay,
         )
@@ -328,13 +381,30 @@ class DatabaseWriter:
         self.stats.readings_committed += rows
         self.stats.commits += 1
         self.stats.max_exposure_s = max(self.stats.max_exposure_s, exposure)
-        self._done(len(items))
+        self._done(len(items), rows)
         if self.on_commit is not None:
             last = max(r.host_time for i in items for r in i[2])
             try:
                 self.on_commit(CommitInfo(rows, self.stats.readings_committed, last, exposure))
             except Exception:
                 log.exception("on_commit callback failed")
+        if self._spooled_here < self.stats.readings_spooled:  # reconnected: take them back
+            self._spooled_here = self.stats.readings_spooled
+            self._replay()
+
+    def _replay(self) -> None:
+        """Readings from the spool into the database (idempotent); entries wait for the next
+        start, where the session repository replays them (:func:`replay_spool`)."""
+        if self.spool is None:
+            return
+        try:
+            n, left = replay_readings(self.engine, self.spool)
+        except Exception as exc:  # still failing: the spool keeps them for later
+            log.warning("spool replay postponed: %s", short_error(exc))
+            return
+        self.stats.readings_replayed += n
+        if not left:
+            self.spool.retire()
 
     def _run_op(self, op: Callable[[Session], Any], fut: Future[Any], user_id: int | None) -> None:
         if not fut.set_running_or_notify_cancel():
@@ -351,3 +421,40 @@ class DatabaseWriter:
             fut.set_result(result)
         finally:
             self._done(1)
+
+
+def replay_readings(engine: Engine, spool: Spool) -> tuple[int, int]:
+    """Insert the spool's readings that the database does not hold yet; one transaction per
+    record. Returns (readings inserted, entry records still waiting in the spool)."""
+    from sqlalchemy import and_, select
+
+    inserted = entries = 0
+    for rec in spool.records():
+        if not isinstance(rec, SpooledReadings):
+            entries += 1
+            continue
+        times = [r.host_time for r in rec.readings]
+        with engine.begin() as conn:
+            have = {
+                (p, t.timestamp() if t.tzinfo else t.replace(tzinfo=UTC).timestamp(), src)
+                for p, t, src in conn.execute(
+                    select(_READINGS.c.parameter, _READINGS.c.host_time, _READINGS.c.source).where(
+                        and_(
+                            _READINGS.c.session_id == rec.session_id,
+                            _READINGS.c.host_time >= min(times),
+                            _READINGS.c.host_time <= max(times),
+                        )
+                    )
+                )
+            }
+            new = [
+                r
+                for r in rec.readings
+                if (r.parameter, r.host_time.timestamp(), r.source) not in have
+            ]
+            if new:
+                conn.execute(
+                    insert(_READINGS), DatabaseWriter._rows([(0.0, rec.session_id, tuple(new))])
+                )
+        inserted += len(new)
+    return inserted, entries
