@@ -352,14 +352,18 @@ class ChairViewWidget(QWidget):
             events += [(o.at, f"M{o.score}") for o in s.live(EntryKind.MOAAS)]
             events += [(o.at, f"C{o.score}") for o in s.live(EntryKind.CADSS)]
         self.chart.set_events(events)
-        self.chart.set_manual(
-            [
-                (v.at, p, float(value))
-                for v in (s.vitals if s is not None else ())
-                if not v.in_error
-                for p, value in v.values.items()
-            ]
-        )
+        manual = [
+            (v.at, p, float(value))
+            for v in (s.vitals if s is not None else ())
+            if not v.in_error
+            for p, value in v.values.items()
+        ]
+        scr = s.screening if s is not None else None
+        if scr is not None and scr.bp_source == "manual" and scr.bp is not None:
+            manual += [(scr.at, "nibp_sys", scr.bp[0]), (scr.at, "nibp_dia", scr.bp[1])]
+            if scr.hr is not None:
+                manual.append((scr.at, "hr", scr.hr))
+        self.chart.set_manual(manual)
         self._prompt_keys = []
         self._refresh_view()
 

@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPen,
     QPolygonF,
+    QResizeEvent,
     QShowEvent,
 )
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
@@ -66,8 +67,15 @@ class MiniTrend(QWidget):
         self._lines: list[tuple[str, list[QPointF]]] = []
         self._version = -1
         self._size = (0, 0)
+        self._now: float | None = None
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self._now is not None:
+            self.refresh(self._now)  # redrawn for the new width at once
 
     def refresh(self, now: float) -> None:
+        self._now = now
         version = self.model.buffers.version
         size = (self.width(), self.height())
         if version == self._version and size == self._size:

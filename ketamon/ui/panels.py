@@ -785,7 +785,8 @@ class CadssPanel(Panel):
             for score in range(5):
                 b = QPushButton(str(score))
                 b.setCheckable(True)
-                b.setMinimumSize(44, 32)
+                b.setMinimumSize(44, 30)
+                b.setStyleSheet("padding: 2px; min-height: 26px")  # 12 items on a screen
                 b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys go to the form
                 g.addButton(b, score)
                 grid.addWidget(b, item, 1 + score)

@@ -277,7 +277,7 @@ def test_four_flags_readable_a_cable_pull_a_typed_bp_and_the_banner(rig: Rig) ->
     assert "by hand" in nibp.unit.text()
     assert hr_tile.value.text() in ("--", "70")  # typed at screening, or blank: never stale-live
     view.chart.redraw(force=True)
-    assert view.chart.manual_point_count("bp") >= 2  # screening and the typed BP
+    assert view.chart.manual_point_count("bp") == 4  # screening and the typed BP, sys and dia
 
     # at least four flags fully visible at 1366×768, without scrolling
     QApplication.processEvents()
