@@ -418,6 +418,22 @@ def bench_review() -> None:
         print("\n".join(lines) if lines else f"review: failed ({out.stderr[-500:]})", flush=True)
 
 
+def bench_export() -> None:
+    """An 8-hour session (5 numerics at 1 Hz, NIBP every 5 min), ended and signed, exported to
+    each format (benchmarks/_export_probe.py: time and size), and queued for HL7 out."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, str(HERE / "_export_probe.py"), "8"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1800,
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith(("export_", "hl7_out_"))]
+    print("\n".join(lines) if lines else f"export: failed ({out.stderr[-500:]})", flush=True)
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "startup": bench_startup,
     "decode": bench_decode,
@@ -427,6 +443,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "restore": bench_restore,
     "review": bench_review,
     "audit_verify": bench_audit_verify,
+    "export": bench_export,
 }
 
 
