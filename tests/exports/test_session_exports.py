@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ketamon.cli import main
-from ketamon.exports import export_session
+from ketamon.exports import ExportError, export_session
 from ketamon.exports.fhir import validate_bundle
 from ketamon.resources import resource
 from ketamon.services import open_database
@@ -456,3 +456,13 @@ def test_export_session_is_callable_without_the_command_line(
     result = export_session(entries, readings, "fhir", tmp_path / "b.json", exported_by="paul")
     assert result.paths == (tmp_path / "b.json",) and result.counts["resources"] > 100
     assert result.bytes == (tmp_path / "b.json").stat().st_size
+
+
+def test_an_invalid_bundle_is_refused(rec: Recorded, tmp_path: Path) -> None:
+    out = tmp_path / "s.fhir.json"
+    assert export(rec, "fhir", out) == 0
+    doc = json.loads(out.read_text())
+    validate_bundle(doc, vital_sample=5)
+    doc["entry"][-1]["resource"]["recorded"] = "not a time"  # the last Provenance
+    with pytest.raises(ExportError, match="does not validate"):
+        validate_bundle(doc, vital_sample=5)
