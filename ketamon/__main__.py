@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from ketamon.cli import main as _main
-
 
 def main() -> None:
+    try:  # Ctrl+C while the program is still loading: no traceback (exit 130)
+        from ketamon.cli import main as _main
+    except KeyboardInterrupt:
+        sys.stderr.write("ketamon: interrupted (SIGINT)\n")
+        sys.exit(130)
     sys.exit(_main())
 
 
