@@ -6,6 +6,7 @@ consistent; appends are O(1) (an index-based ring, never ``np.roll``).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ class TrendBuffers:
                 if ring is None:
                     ring = self._rings[r.parameter] = _Ring(self.capacity)
                 f = int(flags[i]) if flags is not None else 0
-                ring.append(r.host_time.timestamp(), r.value, f, not r.valid)
+                # an invalid value (artifact, probe off) is kept as "no value": never drawn
+                value = r.value if r.valid else math.nan
+                ring.append(r.host_time.timestamp(), value, f, not r.valid)
                 if r.valid:
                     self._latest[r.parameter] = r
                     self._latest_flagged[r.parameter] = f
@@ -93,6 +96,7 @@ class TrendBuffers:
         n = min(len(t), self.capacity)
         ring = _Ring(self.capacity)
         ring.t[:n], ring.v[:n], ring.invalid[:n] = t[-n:], v[-n:], invalid[-n:]
+        ring.v[:n][ring.invalid[:n]] = math.nan  # never drawn as real
         ring.n = n
         ok = np.nonzero(~invalid)[0]
         with self._lock:

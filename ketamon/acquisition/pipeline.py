@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,17 +26,38 @@ from datetime import datetime, timedelta
 from devices.clock import Clock, SystemClock
 from devices.protocols.base import DeviceProtocol
 from devices.protocols.simulator import DoseAware
-from devices.readings import Reading, Waveform
+from devices.readings import Quality, Reading, Waveform
 from devices.supervisor import LinkState, StatusEvent, Supervisor
 from devices.transports import TcpListenTransport, Transport
 from ketamon.acquisition.buffers import TrendBuffers, WaveBuffer
 from ketamon.domain import technical
 from ketamon.domain.alarms import ActiveAlarm, AlarmEngine, AlarmEvent
+from ketamon.domain.plausibility import Artifact, Plausibility, parse_plausibility
 from ketamon.domain.sources import SourceSelector
 from ketamon.domain.technical import TechnicalFlag
 from ketamon.domain.thresholds import Priority, ThresholdProfile
 
 log = logging.getLogger(__name__)
+
+#: (first, maximum) seconds between reconnect attempts after a link is lost
+RECONNECT_BACKOFF_S = (0.2, 1.0)
+#: the technical condition that shows implausible readings to the nurse
+TECH_ARTIFACT = "tech_artifact"
+
+_PLAUSIBILITY: Plausibility | None = None
+
+
+def default_plausibility() -> Plausibility:
+    """The shipped plausible ranges (read once)."""
+    global _PLAUSIBILITY
+    if _PLAUSIBILITY is None:
+        from ketamon.resources import read_text
+
+        _PLAUSIBILITY = parse_plausibility(
+            read_text("plausibility.toml"), "resources/plausibility.toml"
+        )
+    return _PLAUSIBILITY
+
 
 ReadingSink = Callable[[Sequence[Reading]], None]
 AlarmCallback = Callable[[AlarmEvent], None]
@@ -77,6 +99,7 @@ class ChairPipeline:
         host_clock: HostClock = host_clock,
         link_low_after_s: float = technical.LINK_LOST_LOW_S,
         link_medium_after_s: float = technical.LINK_LOST_MEDIUM_S,
+        plausibility: Plausibility | None = None,
     ) -> None:
         self.name = name
         self.monitor = monitor
@@ -86,6 +109,11 @@ class ChairPipeline:
         self.alarms = AlarmEngine(profile)
         #: picks the primary source per parameter for the chart and thresholds (site [sources])
         self.sources = SourceSelector()
+        #: plausible range per parameter (resources/plausibility.toml)
+        self.plausibility = plausibility or default_plausibility()
+        #: the latest implausible readings with why (newest last), for the chair's screen
+        self.artifacts: deque[Artifact] = deque(maxlen=50)
+        self._artifacts: dict[str, str] = {}  # parameter -> why, while its artifact stands
         #: where readings go to be stored (called in the run thread)
         self.on_readings = on_readings
         self.on_alarm = on_alarm
@@ -168,6 +196,9 @@ class ChairPipeline:
             on_waveforms=self._on_waveforms,
             clock=self.clock,
             source=self.name,
+            # a pulled cable is retried at least every second: readings resume <= 2 s after
+            # the replug (the supervisor's own cap, 8 s, was too slow at the chair)
+            backoff_s=RECONNECT_BACKOFF_S,
         )
 
     def _on_waveforms(self, waves: list[Waveform]) -> None:
@@ -184,6 +215,7 @@ class ChairPipeline:
     def _process(self, readings: Sequence[Reading], *, store: bool) -> None:
         # Every reading is stored; only the primary source of each parameter (site [sources])
         # reaches the chart and the thresholds.
+        readings = self._plausible(readings)
         primary, _others = self.sources.split(readings)
         # One evaluation per reading, under the lock that guards profile swaps and
         # acknowledgements: it gives both the alarm events and the chart's flags.
@@ -194,6 +226,40 @@ class ChairPipeline:
         if store and sink is not None:
             sink(readings)
         self._emit(events)
+
+    def _plausible(self, readings: Sequence[Reading]) -> Sequence[Reading]:
+        """Implausible monitor values (out of range, diastolic ≥ systolic) flagged invalid:
+        stored so, never charted or flagged as real, and shown as an artifact notice."""
+        if not readings:
+            return readings
+        checked, artifacts = self.plausibility.check(
+            [r for r in readings if not r.quality & Quality.MANUAL]
+        )
+        if len(checked) != len(readings):  # manual values are checked by their form
+            manual = iter(r for r in readings if r.quality & Quality.MANUAL)
+            auto = iter(checked)
+            checked = [
+                next(manual) if r.quality & Quality.MANUAL else next(auto) for r in readings
+            ]
+        bad = {a.reading.parameter: a.reason for a in artifacts}
+        cleared = {r.parameter for r in checked if r.valid and r.parameter in self._artifacts}
+        if not bad and not cleared:
+            return checked
+        for a in artifacts:
+            self.artifacts.append(a)
+            log.warning("chair %s: artifact: %s", self.name, a.reason)
+        for p in cleared - set(bad):
+            del self._artifacts[p]
+        self._artifacts.update(bad)
+        when = max(r.host_time for r in checked)
+        msg = "; ".join(sorted(set(self._artifacts.values())))
+        flag = TechnicalFlag(
+            TECH_ARTIFACT,
+            Priority.LOW if self._artifacts else None,
+            f"Artifact (not used): {msg}" if msg else "",
+        )
+        self._apply([flag], when)
+        return checked
 
     def _status(self, event: StatusEvent) -> None:
         self.link_state, self.link_reason = event.state, event.reason
