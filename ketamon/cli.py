@@ -581,6 +581,7 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if spool.exists():  # what an earlier stop could not store: into the database first
         got = replay_spool(spool, engine)
         err.write(f"record: {got.summary()}\n")
+    hl7_out = cli_export.start_hl7_out(engine, config, paths)  # None without [hl7_out]
     writer = DatabaseWriter(
         engine,
         user_id=system_id,
@@ -702,6 +703,8 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             )
     finally:
         commands.shutdown(wait=True)
+        if hl7_out is not None:
+            hl7_out.stop()
         writer.stop(timeout=3.0)
         engine.dispose()
         if raw is not None:

@@ -255,3 +255,13 @@ def cmd_hl7_out(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def start_hl7_out(engine: Any, config: Any, paths: Any) -> Any:
+    """``ketamon record``'s (and the app's) hook: a running HL7 out worker when the
+    configuration has an ``[hl7_out]`` table, else None; ``stop()`` it on the way out."""
+    if not getattr(config, "hl7_out", None):
+        return None
+    from ketamon.hl7out import start_from_config
+
+    return start_from_config(engine, config.hl7_out, str(paths.config_file))
