@@ -420,3 +420,53 @@ def test_not_configured_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "not configured: 0 queued, 0 sent" in capsys.readouterr().out
     assert main(["hl7-out", "run", "--once", "--db", url]) == 2
     assert "no [hl7_out] table" in capsys.readouterr().err
+
+
+@pytest.mark.pty
+def test_record_sends_its_readings_when_hl7_out_is_configured(
+    tmp_path: Path, listener: Listener
+) -> None:
+    """``ketamon record`` with [hl7_out]: the Masimo emulator on a real pty, the readings stored,
+    queued and accepted by the engine while recording."""
+    from devices.emulators import emulator_class
+    from devices.emulators.base import PtyServer
+    from devices.scenarios import get_scenario
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "config.toml").write_text(
+        f'[hl7_out]\nhost = "127.0.0.1"\nport = {listener.port}\nsending_facility = "BAY"\n'
+        "poll_s = 0.2\n"
+    )
+    listener.start("aa")
+    link = tmp_path / "monitor"
+    server = PtyServer(
+        emulator_class("masimo")(get_scenario("stable")), speed=20.0, link=link
+    ).start()
+    url = f"sqlite:///{tmp_path / 'rec.sqlite3'}"
+    try:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "ketamon", "--data-dir", str(data), "record"),
+                *("--protocol", "masimo", "--port", str(link), "--db", url),
+                *("--seconds", "6", "--quiet"),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    accepted = listener.lines("accepted")
+    assert accepted and all(cid.startswith("R") for cid in accepted)
+    engine = open_database(url)
+    try:
+        sent = {
+            r.control_id for r in outbox.queue_rows(engine, include_sent=True) if r.state == "sent"
+        }
+    finally:
+        engine.dispose()
+    assert set(accepted) == sent
