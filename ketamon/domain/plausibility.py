@@ -49,9 +49,9 @@ class Plausibility:
     def check(self, readings: Sequence[Reading]) -> tuple[list[Reading], list[Artifact]]:
         """The readings with implausible ones flagged ``Quality.INVALID``, and the artifacts.
 
-        Readings already invalid are left as they are (the device said so). Systolic and
-        diastolic of one batch (one cuff cycle) are compared: diastolic ≥ systolic flags all
-        three NIBP values of that batch.
+        Readings already invalid are left as they are (the device said so). The NIBP values of
+        one batch are one cuff cycle: one of them implausible, or the diastolic at or above the
+        systolic, flags all of them.
         """
         out: list[Reading] = []
         artifacts: list[Artifact] = []
@@ -61,6 +61,13 @@ class Plausibility:
                 artifacts.append(Artifact(r, why))
                 r = replace(r, quality=r.quality | Quality.INVALID)
             out.append(r)
+        nibp = ("nibp_sys", "nibp_dia", "nibp_mean")
+        bad_cuff = [a.reason for a in artifacts if a.reading.parameter in nibp]
+        if bad_cuff:  # one cuff cycle: one implausible part makes the whole of it an artifact
+            for i, r in enumerate(out):
+                if r.parameter in nibp and r.valid:
+                    artifacts.append(Artifact(r, bad_cuff[0]))
+                    out[i] = replace(r, quality=r.quality | Quality.INVALID)
         sys_i = [i for i, r in enumerate(out) if r.parameter == "nibp_sys" and r.valid]
         dia_i = [i for i, r in enumerate(out) if r.parameter == "nibp_dia" and r.valid]
         if sys_i and dia_i:
