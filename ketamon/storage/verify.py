@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection, Row, make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -172,20 +172,73 @@ def _canonical_data(value: Any) -> str | None:
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _gaps(conn: Connection) -> dict[int, dict[str, Any]]:
+    """The purge tombstones (``audit_gap``), by the id of the kept row after each gap."""
+    if not inspect(conn).has_table("audit_gap"):  # a database from before revision 0006
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT purge_audit_id, after_id, next_id, rows, first_prev_hash, "
+            "last_entry_hash FROM audit_gap ORDER BY next_id"
+        )
+    ).all()
+    return {int(r[2]): dict(r._mapping) for r in rows}
+
+
 def _check_chain(conn: Connection) -> int:
     expected, prev_id, n = GENESIS, None, 0
     prev_at = AUDIT_HASHED.index("prev_hash")
+    gaps = _gaps(conn)
+    purges: dict[int, str | None] = {}  # purge audit row → its new_value
+    entity_at, new_at = AUDIT_HASHED.index("entity"), AUDIT_HASHED.index("new_value")
     for row in _stream(conn, _AUDIT_SQL):
         rid = row[0]
         n += 1
         if row[prev_at] != expected:
-            after = "the chain's start" if prev_id is None else f"audit_entry {prev_id}"
-            raise _Found(Break("audit_entry", rid, f"prev_hash does not match {after}"))
+            gap = gaps.get(rid)
+            if (
+                gap is None
+                or gap["first_prev_hash"] != expected
+                or gap["last_entry_hash"] != row[prev_at]
+                or gap["after_id"] != prev_id
+            ):
+                after = "the chain's start" if prev_id is None else f"audit_entry {prev_id}"
+                raise _Found(Break("audit_entry", rid, f"prev_hash does not match {after}"))
         stored = row[-1]  # entry_hash, after the hashed columns
         if stored is None or audit_hash_values(row[:-1]) != stored:
             raise _Found(Break("audit_entry", rid, "entry_hash does not match its content"))
+        if row[entity_at] == "purge":
+            purges[rid] = row[new_at]
         expected, prev_id = stored, rid
+    _check_purges(purges, gaps)
     return n
+
+
+def _check_purges(purges: Mapping[int, str | None], gaps: Mapping[int, dict[str, Any]]) -> None:
+    """Each purge's tombstones hash to what its audit row recorded, and none is unclaimed."""
+    from ketamon.storage.retention import gaps_sha256
+
+    by_purge: dict[int, list[dict[str, Any]]] = {}
+    for g in gaps.values():
+        by_purge.setdefault(int(g["purge_audit_id"]), []).append(g)
+    for pid in sorted(set(by_purge) - set(purges)):
+        raise _Found(Break("audit_gap", pid, "tombstones name a purge the audit trail lacks"))
+    for pid, value in purges.items():
+        try:
+            claimed = json.loads(value or "{}").get("gaps_sha256")
+        except (ValueError, AttributeError):
+            claimed = None
+        mine = [
+            {
+                k: g[k]
+                for k in ("after_id", "next_id", "rows", "first_prev_hash", "last_entry_hash")
+            }
+            for g in by_purge.get(pid, [])
+        ]
+        if claimed != gaps_sha256(mine):
+            raise _Found(
+                Break("audit_entry", pid, "the purge's tombstones (audit_gap) do not match it")
+            )
 
 
 def _check_entries(conn: Connection) -> int:
