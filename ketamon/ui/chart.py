@@ -6,6 +6,7 @@ item once and updates it with ``setData`` (pyqtgraph #2665), 1-pixel pens, antia
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,6 +114,12 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         #: one scatter item per lane and priority, each with its one brush: flagged points are
         #: redrawn 10 times a second, and a brush per point made that the screen's main cost
         self.flag_items: dict[str, dict[Priority, pg.ScatterPlotItem]] = {}
+        self._grids: list[pg.PlotCurveItem] = []
+        self._flag_drawn: dict[tuple[str, Priority], tuple[np.ndarray, np.ndarray]] = {}
+        self._x_range: tuple[float, float] | None = None
+        self._first_t: float | None = None  # the oldest reading drawn (epoch s)
+        self._bp_drawn: tuple[tuple[int, ...], float] | None = None
+        self._bp_first: float | None = None
         self._build()
         self._timer = QTimer(self)
         self._timer.setInterval(int(1000 / REDRAW_HZ))
@@ -229,18 +236,26 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 self._threshold_items.append((plot, line))
 
     def _add_grid(self, plot: pg.PlotItem, lane: Lane) -> None:
-        pen = pg.mkPen(theme.GRID_COLOUR)
+        """The grid as one item of line segments per lane: a hundred InfiniteLines each
+        recomputed their bounds at every paint (a third of a frame)."""
         lo, hi = lane.y_range
         step = {"bp": 25, "hr": 25, "spo2": 5, "rr": 10}[lane.key]
+        xs: list[float] = []
+        ys: list[float] = []
         y = (int(lo) // step + 1) * step
-        lines = []
         while y < hi:
-            lines.append(pg.InfiniteLine(pos=y, angle=0, pen=pen))
+            xs += [-24 * 60.0, 24 * 60.0]
+            ys += [float(y), float(y)]
             y += step
-        lines += [pg.InfiniteLine(pos=x, angle=90, pen=pen) for x in range(-60, 8 * 60 + 1, 20)]
-        for line in lines:
-            line.setZValue(-20)  # beneath thresholds and data
-            plot.addItem(line, ignoreBounds=True)
+        for x in range(-60, 8 * 60 + 1, 20):
+            xs += [float(x), float(x)]
+            ys += [float(lo) - 1000.0, float(hi) + 1000.0]
+        grid = pg.PlotCurveItem(
+            np.array(xs), np.array(ys), pen=pg.mkPen(theme.GRID_COLOUR), connect="pairs"
+        )
+        grid.setZValue(-20)  # beneath thresholds and data
+        plot.addItem(grid, ignoreBounds=True)
+        self._grids.append(grid)
 
     def _add_markers(self, plot: pg.PlotItem) -> None:
         dose = pg.InfiniteLine(pos=0, angle=90, pen=_pen("#7e57c2", width=1))
@@ -297,7 +312,6 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         zero = self._zero()
         now_min = (self._now().timestamp() - zero) / 60.0
         clock = self._clock_zero is not None
-        self._update_x_range(now_min, zero, clock)
         if clock:
             label = "clock time · the monitor's last 30 min (no session)"
         elif self._session_clock().first_dose is None:
@@ -309,33 +323,54 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self.plots["rr"].setLabel("bottom", label)
         version = self.buffers.version
         if not force and version == self._drawn_version and zero == self._drawn_zero:
+            self._update_x_range(now_min, zero, clock)
             return
         zero_moved = zero != self._drawn_zero
         self._drawn_version, self._drawn_zero = version, zero
+        firsts: list[float] = []
         for key in ("hr", "spo2", "rr"):
             s = self.buffers.series(key)
             if s is None:  # nothing (any more): a new session must not show the last one's
                 self.curves[key].setData(_EMPTY, _EMPTY)
                 self._set_flag_points(key, _EMPTY, _EMPTY, _EMPTY, zero)
                 continue
+            if key == "hr" and len(s.t):
+                firsts.append(float(s.t[0]))
             self.curves[key].setData(self._minutes(s.t, zero), s.v)
             self._set_flags(key, s, zero)
-        self._draw_bp(zero)
+        # cuff readings come every few minutes: the NIBP lane is redrawn only when they do
+        bp_key = (
+            tuple(self.buffers.count(p) for p in ("nibp_sys", "nibp_dia", "nibp_mean")),
+            zero,
+        )
+        if force or zero_moved or bp_key != self._bp_drawn:
+            self._bp_drawn = bp_key
+            self._bp_first = self._draw_bp(zero)
+        if self._bp_first is not None:
+            firsts.append(self._bp_first)
+        self._first_t = min(firsts) if firsts else None
+        self._update_x_range(now_min, zero, clock)
         if zero_moved or force:
             self._draw_manual(zero)
         self.redraws += 1
 
     def _update_x_range(self, now_min: float, zero: float, clock: bool) -> None:
         if clock:
-            self.plots["rr"].setXRange(now_min - PRESESSION_MIN, now_min + 1.0, padding=0)
-            return
-        left = -10.0
-        for key in ("hr", "nibp_sys"):
-            s = self.buffers.series(key)
-            if s is not None and len(s.t):
-                left = min(left, (s.t[0] - zero) / 60.0 - 1)
-        right = max(MIN_OBSERVATION_MIN + 10.0, now_min + 5.0)
-        self.plots["rr"].setXRange(left, right, padding=0)
+            # the window moves by whole minutes: the axis is re-laid out once a minute
+            right = math.floor(now_min) + 1.0
+            rng = (right - PRESESSION_MIN - 1.0, right)
+        else:
+            left = -10.0
+            if self._first_t is not None:
+                left = min(left, (self._first_t - zero) / 60.0 - 1)
+            left = math.floor(left / 10.0) * 10.0
+            # the right edge moves in 10-min steps, not every frame: a moving range re-lays
+            # out and repaints every axis (their tick texts) at each frame
+            right = max(MIN_OBSERVATION_MIN + 10.0, math.ceil((now_min + 5.0) / 10.0) * 10.0)
+            rng = (left, right)
+        if rng != self._x_range:
+            self._x_range = rng
+            self.plots["rr"].setXRange(*rng, padding=0)
 
     def set_manual(self, points: list[tuple[datetime, str, float]]) -> None:
         """Values typed by hand (time, parameter, value): a hollow square each."""
@@ -353,6 +388,7 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 by_lane[lane][1].append(value)
         for lane, (x, y) in by_lane.items():
             self.manual_items[lane].setData(x=x, y=y)
+            self.manual_items[lane].setVisible(bool(x))
 
     def manual_point_count(self, lane: str) -> int:
         return len(self.manual_items[lane].data)
@@ -361,7 +397,8 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     def _minutes(t: np.ndarray, zero: float) -> np.ndarray:
         return (t - zero) / 60.0
 
-    def _draw_bp(self, zero: float) -> None:
+    def _draw_bp(self, zero: float) -> float | None:
+        """Draw the cuff readings; the time of the first (epoch s), if any."""
         sys_s, dia_s, mean_s = (
             self.buffers.series(p) for p in ("nibp_sys", "nibp_dia", "nibp_mean")
         )
@@ -401,6 +438,7 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             )
         else:
             self._set_flag_points("bp", _EMPTY, _EMPTY, _EMPTY, zero)
+        return float(sys_s.t[0]) if sys_s is not None and len(sys_s.t) else None
 
     def _set_flags(self, key: str, s: Series, zero: float) -> None:
         m = s.flagged > 0
@@ -412,7 +450,13 @@ class TrendChartWidget(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         x = self._minutes(t, zero)
         for p, item in self.flag_items[key].items():
             m = prio == int(p)
-            item.setData(x=x[m], y=v[m])
+            xs, ys = x[m], v[m]
+            old = self._flag_drawn.get((key, p))
+            if old is not None and np.array_equal(old[0], xs) and np.array_equal(old[1], ys):
+                continue  # unchanged (most frames): no new scatter points built
+            self._flag_drawn[(key, p)] = (xs, ys)
+            item.setData(x=xs, y=ys)
+            item.setVisible(len(xs) > 0)  # an empty scatter item still costs a paint
 
     def set_events(self, events: list[tuple[datetime, str]]) -> None:
         """Dose and observation markers along the top of the NIBP lane (rebuilt on change)."""
