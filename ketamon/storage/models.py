@@ -186,7 +186,15 @@ class User(Base):
     __tablename__ = "app_user"
     __audit__ = True
     __audit_workflow__ = frozenset(
-        {"active", "disabled_at", "last_login_at", "password_hash", "full_name"}
+        {
+            "active",
+            "disabled_at",
+            "last_login_at",
+            "password_hash",
+            "full_name",
+            "failed_logins",
+            "locked_at",
+        }
     )
     __audit_redact__ = frozenset({"password_hash"})
 
@@ -204,6 +212,27 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: failed sign-ins since the last good one; at the site's limit the account locks
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class EmergencyAccess(Base):
+    """A break-glass sign-in: physician rights for a limited time, with a typed reason; open
+    for an admin's review until reviewed."""
+
+    __tablename__ = "emergency_access"
+    __audit__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    station: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    review_note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Patient(Base):
