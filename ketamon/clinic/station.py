@@ -310,6 +310,8 @@ class HeadlessStation:
         #: at a stop while the database is away, give up on queued flags after the join time
         self.abandon_on_stop = False
         self.last_heartbeat: registry.Heartbeat | None = None
+        #: readings the writer committed (final after :meth:`stop`)
+        self.readings_committed = 0
         self._failing_since: float | None = None
         self._last_ok = time.monotonic()
         self._threads: list[threading.Thread] = []
@@ -378,6 +380,7 @@ class HeadlessStation:
             except Exception as exc:
                 log.warning("station: could not mark the station stopped: %s", short_error(exc))
         writer.stop()
+        self.readings_committed = writer.stats.readings_committed
         writer.engine.dispose()
         self.writer = None
 
