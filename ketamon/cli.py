@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from ketamon import SAFETY_STATEMENT, __version__, cli_admin, cli_export
+from ketamon import SAFETY_STATEMENT, __version__, cli_admin, cli_clinic, cli_export
 
 if TYPE_CHECKING:
     from ketamon.acquisition.pipeline import ChairPipeline
@@ -342,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
     cli_export.add_parsers(sub, _add_common)
     cli_admin.add_parsers(sub, _add_common)
+    cli_clinic.add_parsers(sub, _add_common)
     del PROTOCOLS
     return parser
 
@@ -1228,6 +1229,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return cmd_pmf(args, sys.stdout, sys.stderr)
         if command in cli_export.COMMANDS:
             return cli_export.run(args, sys.stdout, sys.stderr)
+        if command in cli_clinic.COMMANDS:
+            return cli_clinic.run(args, sys.stdout, sys.stderr)
         if command in cli_admin.COMMANDS:
             return cli_admin.run(args, sys.stdout, sys.stderr, sys.stdin)
         parser.error(f"unknown command {command!r}")
