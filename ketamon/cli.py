@@ -678,7 +678,13 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             raw.on_failure = lambda why: pipeline.set_condition(
                 "tech_raw", Priority.LOW, f"raw capture stopped: {why}", technical=True
             )
-        stopper = StopOnSignals(pipeline.stop, writer.unsaved)
+
+        def stop() -> None:
+            writer.hurry()
+            entries.deadline = time.monotonic() + 1.0
+            pipeline.stop()
+
+        stopper = StopOnSignals(stop, writer.unsaved)
         done = threading.Event()
         ticker = threading.Thread(
             target=_record_ticks, args=(pipeline, writer, done), name="record-tick", daemon=True
@@ -692,7 +698,8 @@ def cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             if isinstance(transport, TcpListenTransport):
                 transport.shutdown()
 
-        entries.deadline = time.monotonic() + 2.0  # stopping: no more waiting on the database
+        if entries.deadline is None:  # stopping: no more waiting on the database
+            entries.deadline = time.monotonic() + 2.0
         commands.shutdown(wait=True)  # every flag and link event recorded (or spooled), in order
         if stopper.signum is None:  # --seconds ran out: the recording is finished
             entries.run(

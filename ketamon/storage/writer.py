@@ -48,6 +48,8 @@ T = TypeVar("T")
 MAX_FLUSH_INTERVAL_S = 0.25
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 5.0
+#: SQLite: how long one attempt at a batch of readings waits on a lock (they are retried)
+INSERT_BUSY_TIMEOUT_MS = 1000
 
 _READINGS = Base.metadata.tables["vital_reading"]
 
@@ -124,6 +126,7 @@ class DatabaseWriter:
         self.stats = WriterStats()
         self._queued_readings = 0  # submitted, not yet committed, spooled or dropped
         self._spooled_here = 0  # readings_spooled at the last replay
+        self._hurry = False
         self._q: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
@@ -138,10 +141,17 @@ class DatabaseWriter:
         self._thread.start()
         return self
 
+    def hurry(self) -> None:
+        """Shutting down: while the database is failing, wait on it no more (what is held goes
+        to the spool, operations fail at once). Safe from any thread."""
+        self._hurry = True
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then end the thread."""
+        """Commit what is queued (or, while the database fails, spool it), then end the
+        thread."""
         if self._thread is None:
             return
+        self._hurry = True
         self._q.put(_Stop())
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -271,7 +281,14 @@ class DatabaseWriter:
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(_READINGS), rows)
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:  # readings are retried: wait at most 1 s per attempt on a locked file
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={INSERT_BUSY_TIMEOUT_MS}")
+            try:
+                conn.execute(insert(_READINGS), rows)
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql("PRAGMA busy_timeout=5000")
 
     def _error(self, exc: BaseException) -> None:
         self.stats.errors += 1
@@ -311,6 +328,9 @@ class DatabaseWriter:
         log.warning("%d readings put in the spool %s: %s", n, self.spool.path, why)
 
     def _flush(self, batch: list[_Item]) -> None:
+        if self._hurry and self._retained and self.spool is not None:
+            self._put_aside(self._retained + batch, "stopping while the database fails")
+            return
         if self._retained and time.monotonic() < self._retry_at:  # still backing off
             self._retain_more(batch)
             return
@@ -408,6 +428,10 @@ class DatabaseWriter:
 
     def _run_op(self, op: Callable[[Session], Any], fut: Future[Any], user_id: int | None) -> None:
         if not fut.set_running_or_notify_cancel():
+            self._done(1)
+            return
+        if self._hurry and self._retained:
+            fut.set_exception(TimeoutError("the database is unavailable and ketamon is stopping"))
             self._done(1)
             return
         try:
