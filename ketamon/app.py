@@ -86,7 +86,12 @@ class StationAuth:
         if writer is None:
             raise AuthFailed("the station is not open")
         try:
-            u = authenticate(writer.engine, username, password)
+            u = authenticate(
+                writer.engine,
+                username,
+                password,
+                lockout_after=self._station.site.lockout_failures,
+            )
         except AuthError as exc:
             raise AuthFailed(str(exc)) from exc
         return Actor(u.id, u.username, u.full_name, Role(u.role.value), u.credentials)

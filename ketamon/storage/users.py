@@ -16,9 +16,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ketamon.storage.audit import acting_as, reason
+from ketamon.storage.audit import acting_as, append_entry, reason
 from ketamon.storage.database import in_session
-from ketamon.storage.models import Role, User, utcnow
+from ketamon.storage.models import AuditAction, Role, User, utcnow
 
 SYSTEM_USERNAME = "system"
 #: NIST SP 800-63B §5.1.1.2: at least 8 characters, allow at least 64, refuse known-common ones
@@ -281,10 +281,26 @@ def disable_user(s: Session, username: str, *, why: str = "account disabled") ->
     return user
 
 
-def authenticate(target: Engine | Session, username: str, password: str) -> AuthenticatedUser:
-    """Check a username and password; record the sign-in. Raises :class:`AuthError`."""
+#: failed sign-ins that lock an account when the site profile does not say (issue 13)
+LOCKOUT_AFTER = 5
 
-    def op(s: Session) -> AuthenticatedUser:
+
+def authenticate(
+    target: Engine | Session,
+    username: str,
+    password: str,
+    *,
+    lockout_after: int | None = LOCKOUT_AFTER,
+) -> AuthenticatedUser:
+    """Check a username and password; record the sign-in. Raises :class:`AuthError`.
+
+    Every failure is audited (the name tried, the station) and committed before the error is
+    raised; ``lockout_after`` failures in a row lock the account until an admin unlocks it
+    (:func:`unlock_user`). A locked account is refused even with the right password. None:
+    no lockout (the command line's own checks of an admin, say).
+    """
+
+    def op(s: Session) -> AuthenticatedUser | str:
         try:
             name = normalise_username(username)
         except UserError:
@@ -296,20 +312,75 @@ def authenticate(target: Engine | Session, username: str, password: str) -> Auth
             ok = stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
+        if user is not None and user.locked_at is not None and user.role is not Role.SYSTEM:
+            _failed(s, user, name, "account locked")
+            return (
+                f"the account {user.username!r} is locked after {user.failed_logins} failed "
+                "sign-ins: an admin can unlock it"
+            )
         if not ok or user is None:
-            raise AuthError("unknown username or wrong password")
+            if user is not None:
+                with acting_as(s, user.id):
+                    user.failed_logins = (user.failed_logins or 0) + 1
+                    if lockout_after is not None and user.failed_logins >= lockout_after:
+                        user.locked_at = utcnow()
+                    s.flush()
+            _failed(s, user, name or printable(username)[:64], "wrong password")
+            if user is not None and user.locked_at is not None:
+                return (
+                    f"the account {user.username!r} is now locked after {user.failed_logins} "
+                    "failed sign-ins: an admin can unlock it"
+                )
+            return "unknown username or wrong password"
         if not user.active:
-            raise AuthError(f"the account {user.username!r} is disabled")
+            _failed(s, user, name, "account disabled")
+            return f"the account {user.username!r} is disabled"
         with acting_as(s, user.id):
             if not user.is_demo and HASHER.check_needs_rehash(stored or ""):
                 user.password_hash = hash_password(password)
             user.last_login_at = utcnow()
+            if user.failed_logins:
+                user.failed_logins = 0
             s.flush()
         return AuthenticatedUser(
             user.id, user.username, user.full_name, user.role, user.credentials or ""
         )
 
-    return in_session(target, op)
+    result = in_session(target, op)
+    if isinstance(result, str):
+        raise AuthError(result)
+    return result
+
+
+def _failed(s: Session, user: User | None, tried: str, why: str) -> None:
+    """Audit a failed sign-in (by the account tried, or the system for an unknown name)."""
+    who = user.id if user is not None else system_user_id(s)
+    with acting_as(s, who):
+        append_entry(
+            s,
+            action=AuditAction.LOGIN,
+            entity="app_user",
+            entity_id=None if user is None else user.id,
+            field="failed",
+            new={"username": tried, "why": why},
+        )
+
+
+def unlock_user(s: Session, username: str, *, why: str) -> User:
+    """An admin unlocks an account locked by failed sign-ins (audited: the caller acts as the
+    admin, and ``why`` is recorded)."""
+    user = s.scalars(select(User).where(User.username == normalise_username(username))).first()
+    if user is None:
+        raise UserError(f"no user {username!r}")
+    if user.locked_at is None and not user.failed_logins:
+        raise UserError(f"the account {user.username!r} is not locked")
+    if not why.strip():
+        raise UserError("say why the account is unlocked")
+    with reason(s, why.strip()):
+        user.locked_at = None
+        user.failed_logins = 0
+        s.flush()
+    return user
 
 
 def ensure_demo_users(target: Engine | Session) -> list[str]:

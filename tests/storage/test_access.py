@@ -1,0 +1,99 @@
+"""Sign-in control (issue 13): failed sign-ins audited, lockout after N, an admin's unlock."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from ketamon.storage.audit import acting_as
+from ketamon.storage.models import AuditEntry, User
+from ketamon.storage.users import AuthError, UserError, authenticate, unlock_user
+
+from .conftest import PASSWORD, Staff
+
+
+def failed_rows(engine: Engine) -> list[dict[str, str]]:
+    with Session(engine) as s:
+        rows = s.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.action == "login", AuditEntry.field == "failed")
+            .order_by(AuditEntry.id)
+        ).all()
+        out = []
+        for r in rows:
+            assert r.station  # which station it came from
+            out.append({**json.loads(r.new_value or "{}"), "user_id": r.user_id})
+        return out
+
+
+def user(engine: Engine, name: str) -> User:
+    with Session(engine) as s:
+        u = s.scalars(select(User).where(User.username == name)).one()
+        s.expunge(u)
+        return u
+
+
+def test_five_wrong_passwords_lock_the_account_until_an_admin_unlocks_it(
+    engine: Engine, staff: Staff
+) -> None:
+    for i in range(4):
+        with pytest.raises(AuthError, match="wrong password"):
+            authenticate(engine, "nina", f"guess {i}")
+    assert user(engine, "nina").failed_logins == 4 and user(engine, "nina").locked_at is None
+    with pytest.raises(AuthError, match="now locked after 5 failed sign-ins"):
+        authenticate(engine, "nina", "guess 5")
+    with pytest.raises(AuthError, match="is locked after 5 failed sign-ins: an admin"):
+        authenticate(engine, "nina", PASSWORD)  # the right password no longer opens it
+    rows = failed_rows(engine)
+    assert [r["why"] for r in rows] == ["wrong password"] * 5 + ["account locked"]
+    assert {r["username"] for r in rows} == {"nina"} and {r["user_id"] for r in rows} == {
+        staff.nurse
+    }
+    # an unknown name is audited too, by the system account
+    with pytest.raises(AuthError, match="unknown username or wrong password"):
+        authenticate(engine, "mallory", "x")
+    assert failed_rows(engine)[-1] == {
+        "username": "mallory",
+        "why": "wrong password",
+        "user_id": staff.system,
+    }
+    with Session(engine) as s, s.begin(), acting_as(s, staff.system):
+        with pytest.raises(UserError, match="say why"):
+            unlock_user(s, "nina", why=" ")
+        unlock_user(s, "nina", why="identity checked in person")
+    with Session(engine) as s:
+        unlock = s.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.entity == "app_user", AuditEntry.field == "locked_at")
+            .order_by(AuditEntry.id.desc())
+        ).first()
+        assert unlock is not None and unlock.reason == "identity checked in person"
+        assert unlock.new_value in (None, "null") and unlock.old_value not in (None, "null")
+    assert authenticate(engine, "nina", PASSWORD).username == "nina"
+    assert user(engine, "nina").failed_logins == 0
+    with (
+        Session(engine) as s,
+        s.begin(),
+        acting_as(s, staff.system),
+        pytest.raises(UserError, match="not locked"),
+    ):
+        unlock_user(s, "nina", why="again")
+
+
+def test_a_good_sign_in_resets_the_count_and_none_means_no_lockout(
+    engine: Engine, staff: Staff
+) -> None:
+    for _ in range(3):
+        with pytest.raises(AuthError):
+            authenticate(engine, "paul", "nope")
+    authenticate(engine, "paul", PASSWORD)
+    assert user(engine, "paul").failed_logins == 0
+    for _ in range(8):
+        with pytest.raises(AuthError, match="wrong password"):
+            authenticate(engine, "paul", "nope", lockout_after=None)
+    assert user(engine, "paul").locked_at is None
+    with pytest.raises(AuthError, match="now locked after 9"):
+        authenticate(engine, "paul", "nope", lockout_after=9)
