@@ -9,12 +9,18 @@ OBX-11 the result status and OBX-14 the observation time.
 Parsing is done by the ``hl7`` (python-hl7) library; this module only frames MLLP, checks the
 fields that carry a reading, and maps codes, units and status to :class:`Reading` objects.
 
-HL7 and MLLP carry **no checksum**. Whatever integrity checking is possible is done here: the
-block must be closed by ``0x1C 0x0D``, the message must be printable text with known segment
-ids and a readable MSH, each NM value must be a plain decimal number, the unit must be one we
-know and must fit the parameter, the time stamp must be a valid HL7 TS, and an MDC ref id in
-OBX-3.2 must agree with the numeric code in OBX-3.1. A byte flipped inside a digit of a value
-(``120`` -> ``130``) can not be detected by any receiver of this format.
+HL7 and MLLP carry **no checksum**. Whatever integrity checking the format allows is done here
+(issue 11 §3, issue 16), so a flipped bit is rejected wherever it changes the form of a field:
+the block must be closed by ``0x1C 0x0D``; the message must be printable text with known segment
+ids, the standard separators ``|^~\\&`` in MSH-1/MSH-2 and a readable MSH; OBX-1 must be a
+number; OBX-2 an HL7 value type; OBX-3's MDC ref id (OBX-3.2) must be the ref id of the numeric
+code in OBX-3.1 (or a known vendor alias), and a ref id one character off a known one is damage;
+OBX-4 must be a containment id of a metric (``1.2.1.1``, no level 0) or a plain vendor id; OBX-5
+a plain decimal number, not negative for a quantity that cannot be, and not one digit off a
+vendor "no value" sentinel; OBX-6 a known unit that fits the parameter, its MDC code and ref id
+agreeing; OBX-11 a Table 0085 status; time stamps valid HL7 TS. What no receiver of this format
+can detect: a digit flipped into another digit inside a value (``120`` -> ``121``), a time stamp
+or a containment id, and one status letter flipped into another valid one (``R`` -> ``P``).
 """
 
 from __future__ import annotations
@@ -304,6 +310,14 @@ SENTINELS: dict[float, str] = {
     -999.0: "Mindray gateway 'no value' (issue 16: SpO2, HR)",
     -99.9: "Mindray gateway 'no value' (issue 16: temperature)",
 }
+_SENTINEL_TEXT = ("-999", "-99.9")
+#: quantities that are never negative; a '-' in their OBX-5 is damage or an unknown sentinel
+_NON_NEGATIVE = frozenset(
+    {
+        *("nibp_sys", "nibp_dia", "nibp_mean", "nibp_pr", "hr", "pr", "pr_invasive", "spo2"),
+        *("rr", "etco2", "pi"),
+    }
+)
 # HL7 table 0125 value types; anything else in OBX-2 is a damaged segment.
 _VALUE_TYPES = frozenset(
     {
@@ -331,6 +345,12 @@ _SUB_ID = re.compile(r"\d{1,5}(?:\.\d{1,5}){0,7}|[A-Za-z][A-Za-z0-9_-]{0,19}")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
 
 
+# Time stamps are checked for form and calendar only. A window around MSH-7 would catch flipped
+# year/month digits but also drop every reading of a monitor whose own clock is unset (OBX-14 in
+# 2000 behind a gateway with a correct MSH-7): a wrong device time is kept beside the host time,
+# a lost reading is not. So a flipped digit in a time stamp is one of the undetectable changes.
+
+
 def format_ts(when: datetime) -> str:
     """HL7 TS in UTC with an explicit offset, to the second (PCD-01 style)."""
     return when.astimezone(UTC).strftime("%Y%m%d%H%M%S") + "+0000"
@@ -354,6 +374,30 @@ def _field(seg: Any, n: int, comp: int = 1, rep: int = 1) -> str:
     try:
         return str(seg.extract_field(1, n, rep, comp, 1))
     except Exception:  # the library raises IndexError/KeyError/... on short paths
+        return ""
+
+
+#: coding systems seen in OBX-3.3 / OBX-6.3 of monitors (PCD-01: MDC and UCUM; Philips MDIL;
+#: HL7 Table 0396 ISO+ / ANSI+ units; L local; LN LOINC). Others are accepted unless they are a
+#: known name with one character changed or added: the next '|' or '^' flipped into a letter.
+_CODING_SYSTEMS = frozenset({"MDC", "UCUM", "MDIL", "ISO+", "ANSI+", "L", "LN", "ISO"})
+
+
+def _damaged_coding_system(name: str) -> bool:
+    if not name or name in _CODING_SYSTEMS:
+        return False
+    return any(
+        mdc.one_char_apart(name, k) or (len(name) == len(k) + 1 and name.startswith(k))
+        for k in _CODING_SYSTEMS
+        if len(k) > 1
+    )
+
+
+def _subcomponent(seg: Any, n: int, comp: int) -> str:
+    """Subcomponent 2 of field ``n`` component ``comp`` ('' if there is none)."""
+    try:
+        return str(seg.extract_field(1, n, 1, comp, 2))
+    except Exception:
         return ""
 
 
@@ -472,6 +516,13 @@ class HL7Protocol(DeviceProtocol):
     ) -> list[Reading]:
         if not control_id:
             raise _MessageError("MSH-10 message control id is empty", "101")
+        if segments[0][3] != "|" or segments[0][4:9] not in ("^~\\&|", "^~\\&#"):
+            # PCD-01 (and every monitor seen) uses the default separators; a flipped bit in
+            # MSH-1/MSH-2 would silently re-split every field of the message.
+            raise _MessageError(
+                f"MSH-1/MSH-2 separators {segments[0][3:8]!r} are not the standard '|^~\\&'",
+                "207",
+            )
         for i, s in enumerate(segments):
             bad = _CONTROL_CHARS.search(s)
             if bad:
@@ -557,14 +608,14 @@ class HL7Protocol(DeviceProtocol):
             ident.upper()
         )
         if by_code is not None:
-            # The numeric code is authoritative; an MDC ref id naming another quantity means
-            # OBX-3 is damaged (vendors' free-text labels are not compared: devices.md §2.4),
-            # unless it is a known vendor label for that code (devices.protocols.mdc).
+            # The numeric code is authoritative; an MDC ref id of another code means OBX-3 is
+            # damaged - a flipped digit turns 151578 into 151570, both respiration rates -
+            # unless it is a known vendor label for that code (devices.protocols.mdc). Vendors'
+            # free-text labels (not MDC ref ids) are not compared: devices.md §2.4.
             aliases = mdc.VENDOR_REFID_ALIASES.get(by_code.code or 0, frozenset())
             if (
                 by_refid is not None
                 and by_refid.mdc != by_code.mdc
-                and by_refid.parameter != by_code.parameter
                 and text.upper() not in aliases
             ):
                 raise _ObxError(f"OBX-3 code {ident} does not match its ref id {text!r}")
@@ -624,12 +675,18 @@ class HL7Protocol(DeviceProtocol):
         set_id = _field(seg, 1)
         if set_id and not set_id.isdigit():
             raise _ObxError(f"OBX-1 set id {set_id[:12]!r} is not a number")
+        for n in (3, 6):
+            if _damaged_coding_system(_field(seg, n, 3)):
+                raise _ObxError(f"OBX-{n}.3 coding system {_field(seg, n, 3)!r} is damaged")
         obs = self._observation(seg)
         if obs is None:
             return None  # a quantity we do not record
         channel = _field(seg, 4)
         if channel and not _SUB_ID.fullmatch(channel):
             raise _ObxError(f"OBX-4 sub-id {channel[:20]!r} is malformed")
+        if channel[:1].isdigit() and "0" in channel.split("."):
+            # PCD-01 containment: level 0 names the MDS/VMD/channel row itself, never a metric
+            raise _ObxError(f"OBX-4 {channel!r} is not a metric's containment id")
         status = _field(seg, 11)
         if status not in _STATUS_QUALITY:
             raise _ObxError(f"OBX-11 result status {status!r} unknown")
@@ -649,9 +706,14 @@ class HL7Protocol(DeviceProtocol):
             if raw not in ("", "="):
                 return None
             raw = _field(seg, 5, 2)
-        raw = raw.strip()
-        if not raw or raw == '""':
+        if _subcomponent(seg, 5, 2 if vtype == "SN" else 1):
+            # a number has no subcomponents: an '&' here is a flipped digit or separator
+            raise _ObxError("OBX-5 numeric value has subcomponents")
+        if not raw.strip() or raw == '""':
             return None  # no value: the monitor shows '?' or '---'
+        if raw != raw.strip():
+            # HL7 NM has no blanks; a space is one flipped bit away from '0' ("60" -> "6 ")
+            raise _ObxError(f"OBX-5 value {raw!r} has blanks around the number")
         if not _NUMBER.fullmatch(raw):
             raise _ObxError(f"OBX-5 value {raw!r} of {obs.parameter} is not a number")
         unit = self._unit(seg, obs)
@@ -659,6 +721,12 @@ class HL7Protocol(DeviceProtocol):
             self.sentinels += 1
             self._note(f"vendor 'no value' sentinel {raw} in OBX-5: no reading")
             return None
+        if any(mdc.one_char_apart(raw, t) for t in _SENTINEL_TEXT):
+            raise _ObxError(f"OBX-5 {raw} is one digit off a 'no value' sentinel (damaged)")
+        if raw.startswith("-") and obs.parameter in _NON_NEGATIVE:
+            # a rate, a saturation, a pressure in a cuff or an index is never below zero: the
+            # sign is a damaged field (or an unknown vendor sentinel), not a measurement
+            raise _ObxError(f"OBX-5 {raw}: {obs.parameter} cannot be negative")
         value = _convert(float(raw), unit, obs.unit, obs.parameter)
         if value is None:
             raise _ObxError(f"unit {unit} does not fit {obs.parameter} ({obs.unit})")

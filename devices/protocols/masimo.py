@@ -214,6 +214,17 @@ FIELD_SHAPES: dict[str, re.Pattern[str]] = {
     }.items()
 }
 _KNOWN_KEYS = frozenset({*FIELD_SHAPES, "SN", "ALARM", "EXC", "EXC1"})
+#: what the oximeter can display (Masimo Radical-7 / Rad-8 specifications: SpO2 0-100 %, pulse
+#: rate 25-240 /min, PI 0.02-20 %, PVI 0-100 %): a value outside is a damaged digit, since the
+#: device never sends it. (Physiological plausibility is checked later, not here.)
+DISPLAY_RANGES: dict[str, tuple[float, float]] = {
+    "SPO2": (0.0, 100.0),
+    "BPM": (25.0, 240.0),
+    "PI": (0.02, 20.0),
+    "PVI": (0.0, 100.0),
+    "SPMET": (0.0, 99.9),
+    "SPCO": (0.0, 99.9),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +312,11 @@ def parse_line(text: str, device_tz: tzinfo | None = None) -> tuple[ParsedLine |
             m = _NUMBER.fullmatch(value)
             if m is None:
                 return None, f"{key}={value[:20]!r} is neither a number nor dashes"
-            values[MEASURES[key][0]] = float(m.group(1))
+            number = float(m.group(1))
+            lo, hi = DISPLAY_RANGES.get(key, (0.0, float("inf")))
+            if not lo <= number <= hi:
+                return None, f"{key}={value} is outside what the oximeter displays ({lo:g}-{hi:g})"
+            values[MEASURES[key][0]] = number
         elif key in ("DESAT", "PIDELTA", "RESVD"):
             if not (_MISSING.fullmatch(value) or _SIGNED.fullmatch(value)):
                 return None, f"{key}={value[:20]!r} is neither a number nor dashes"
