@@ -282,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     disable.add_argument("--username", required=True)
     disable.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the audit)")
     disable.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+    unlock = actions.add_parser(
+        "unlock",
+        help="unlock an account locked by failed sign-ins",
+        description="Unlock an account that failed sign-ins locked (the site's lockout count, "
+        "5 by default). The reason is kept in the audit trail.",
+    )
+    _add_common(unlock)
+    unlock.add_argument("--username", required=True)
+    unlock.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the audit)")
+    unlock.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
     pmf = sub.add_parser(
         "pmf",
         help="print a session's REMS Patient Monitoring Form, or write it as PDF",
@@ -963,6 +973,7 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
         normalise_username,
         printable,
         system_user_id,
+        unlock_user,
     )
 
     paths = _paths(args)
@@ -985,6 +996,8 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
             out.write(f"{'USERNAME':<16} {'ROLE':<10} {'NAME':<32} STATUS\n")
             for u in users:
                 status = "active" if u.active else "disabled"
+                if u.locked:
+                    status += ", locked"
                 if u.is_demo:
                     status += ", demo"
                 if u.role.value == "system":
@@ -1010,6 +1023,9 @@ def cmd_user(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str
                         credentials=args.credentials,
                     )
                 err.write(f"user: added {user.username} ({user.role.value})\n")
+            elif args.user_command == "unlock":
+                user = unlock_user(s, args.username, why=f"{args.reason.strip()} ({who})")
+                err.write(f"user: unlocked {user.username}\n")
             else:
                 why = args.reason.strip() or "disabled with ketamon user disable"
                 user = disable_user(s, args.username, why=f"{why} ({who})")

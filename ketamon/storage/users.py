@@ -74,6 +74,7 @@ class UserInfo:
     is_demo: bool
     created_at: str
     last_login_at: str | None
+    locked: bool = False  # by failed sign-ins, until an admin unlocks it
 
     def to_json_dict(self) -> dict[str, object]:
         return {
@@ -86,6 +87,7 @@ class UserInfo:
             "demo": self.is_demo,
             "created_at": self.created_at,
             "last_login_at": self.last_login_at,
+            "locked": self.locked,
         }
 
 
@@ -253,6 +255,7 @@ def _info(u: User) -> UserInfo:
         is_demo=u.is_demo,
         created_at=u.created_at.isoformat(),
         last_login_at=u.last_login_at.isoformat() if u.last_login_at else None,
+        locked=u.locked_at is not None,
     )
 
 

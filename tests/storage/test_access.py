@@ -97,3 +97,27 @@ def test_a_good_sign_in_resets_the_count_and_none_means_no_lockout(
     assert user(engine, "paul").locked_at is None
     with pytest.raises(AuthError, match="now locked after 9"):
         authenticate(engine, "paul", "nope", lockout_after=9)
+
+
+def test_ketamon_user_unlock(
+    engine: Engine,
+    db_url: str,
+    staff: Staff,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ketamon.cli import main
+
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            authenticate(engine, "nina", "wrong")
+    assert main(["user", "list", "--db", db_url]) == 0
+    listed = capsys.readouterr().out
+    assert any(line.startswith("nina") and "locked" in line for line in listed.splitlines())
+    with pytest.raises(SystemExit) as no_reason:  # argparse: --reason is required
+        main(["user", "unlock", "--db", db_url, "--username", "nina"])
+    assert no_reason.value.code == 2 and "--reason" in capsys.readouterr().err
+    rc = main(["user", "unlock", "--db", db_url, "--username", "nina", "--reason", "called her"])
+    assert rc == 0 and "unlocked nina" in capsys.readouterr().err
+    assert authenticate(engine, "nina", PASSWORD).username == "nina"
+    rc = main(["user", "unlock", "--db", db_url, "--username", "nina", "--reason", "again"])
+    assert rc == 2 and "not locked" in capsys.readouterr().err
