@@ -366,7 +366,7 @@ def test_the_chair_cannot_take_a_signed_session_up_again(chair: Chair) -> None:
     assert list(chair.repo.load(sid)) == record
 
 
-# ---- a nurse's addendum, countersigned -----------------------------------------------------------
+# ---- a nurse's addendum, countersigned -------------------------------------------------------
 
 
 def test_a_nurses_addendum_is_pending_until_a_physician_countersigns_it(chair: Chair) -> None:
