@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return cmd_central(args, out, err)
 
 
-def _config(args: argparse.Namespace) -> tuple[Any, str]:
+def _config(args: argparse.Namespace) -> tuple[Any, str, Path]:
     from ketamon.config import Config, database_url, load_config
     from ketamon.paths import resolve_paths
 
@@ -79,7 +79,7 @@ def _config(args: argparse.Namespace) -> tuple[Any, str]:
         config = load_config(path)
     else:
         config = load_config(paths.config_file)
-    return config, database_url(args.db, config, paths.sqlite_url())
+    return config, database_url(args.db, config, paths.sqlite_url()), paths.data_dir
 
 
 def _positive(value: float | None, what: str) -> None:
@@ -96,7 +96,7 @@ def cmd_station(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ketamon.site_settings import load_site_profile
 
     _positive(args.seconds, "--seconds")
-    config, url = _config(args)
+    config, url, data_dir = _config(args)
     if not config.chairs:
         raise _error(
             f"{args.config or 'the configuration'}: no [[chair]] tables: a station needs chairs"
@@ -108,6 +108,7 @@ def cmd_station(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         chairs=tuple(config.chairs),
         profile=load_profile(config),
         site=load_site_profile(config.site_file or None),
+        spool_dir=data_dir,
     )
 
     def say(text: str) -> None:
@@ -136,7 +137,7 @@ def cmd_central(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from sqlalchemy.engine import make_url
 
     _positive(args.seconds, "--seconds")
-    _, url = _config(args)
+    _, url, _ = _config(args)
     if make_url(url).get_backend_name() != "postgresql":
         raise _error(
             "the central view needs the clinic's PostgreSQL database "

@@ -11,8 +11,10 @@ Around them the station registers in the clinic (:mod:`ketamon.clinic.registry`)
 heartbeat every 2 s (with its clock's offset from the server's), and publishes each chair's
 session, link and next item due when they change. While the database cannot be reached the
 chairs keep acquiring and alarming locally: readings are held by the writer and retried in order,
-flags and link events wait in each chair's command queue (in order), and every chair shows the
-technical flag "clinic database unreachable — recording locally" until the server is back.
+flags and link events wait in each chair's command queue (in order); past 30 s, and at a stop,
+both go to the durable spool (:mod:`ketamon.storage.spool`), replayed in order and idempotently
+when the server is back or at the next start. Every chair shows the technical flag "clinic
+database unreachable — recording locally" until the server is back.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -51,6 +54,7 @@ from ketamon.domain.thresholds import Priority, ThresholdProfile
 from ketamon.services import build_monitor, open_database, resume_session
 from ketamon.storage.database import short_error
 from ketamon.storage.repository import SqlSessionRepository
+from ketamon.storage.spool import EntryRetrier, Spool, replay_spool, spool_path_for
 from ketamon.storage.users import system_user_id
 from ketamon.storage.writer import DatabaseWriter
 
@@ -79,6 +83,9 @@ class StationSettings:
     site: SiteProfile = field(default_factory=SiteProfile)
     heartbeat_s: float = registry.HEARTBEAT_S
     tick_s: float = 1.0
+    #: where the durable spool lives (issue 11): readings held past 30 s, and at a stop while
+    #: the database is away, go there and are replayed in order, idempotently
+    spool_dir: Path | None = None
 
 
 class HeadlessChair:
@@ -128,7 +135,8 @@ class HeadlessChair:
             ),
         )
         self.prompt_config: PromptConfig = site.prompt_config()
-        self.commands: queue.Queue[c.Command | None] = queue.Queue()
+        self.commands: queue.Queue[tuple[c.Command, datetime | None] | None] = queue.Queue()
+        self.retrier: EntryRetrier | None = None
         self.pending_commands = 0
         self._published: tuple[object, ...] | None = None
         self._threads: list[threading.Thread] = []
@@ -151,6 +159,7 @@ class HeadlessChair:
                 lambda s: resume_session(s, sid, why=f"station {station.settings.name} resumed")
             )
             self.pipeline.set_first_dose(state.first_dose)
+            self._retrier()
             return f"resumed session {sid}"
         self.core.execute(
             c.StartSession(
@@ -160,7 +169,13 @@ class HeadlessChair:
             ),
             station.system,
         )
+        self._retrier()
         return f"started session {self.session_id}"
+
+    def _retrier(self) -> None:
+        spool, sid = self.station.spool, self.session_id
+        if spool is not None and sid is not None:
+            self.retrier = EntryRetrier(spool, sid)
 
     def start(self) -> None:
         p = self.pipeline
@@ -184,35 +199,42 @@ class HeadlessChair:
             writer.submit_readings(sid, readings)
 
     def _link(self, e: StatusEvent) -> None:
-        self.record(c.RecordLink(e.state.value, e.reason))
+        self.record(c.RecordLink(e.state.value, e.reason), e.time)
 
     def _alarm(self, e: AlarmEvent) -> None:
         self.record(c.RecordAlarmEvents([e]))
 
     # ---- the command queue -------------------------------------------------------------------
-    def record(self, cmd: c.Command) -> None:
+    def record(self, cmd: c.Command, at: datetime | None = None) -> None:
         self.pending_commands += 1
-        self.commands.put(cmd)
+        self.commands.put((cmd, at))
 
     def _record_loop(self) -> None:
-        delay = 0.5
+        """Flags and link events in order; while the database is away each is retried (and
+        the station shows it unreachable); at a stop they go to the durable spool."""
+        station = self.station
         while True:
-            cmd = self.commands.get()
-            if cmd is None:
+            item = self.commands.get()
+            if item is None:
                 return
-            while True:
+            cmd, at = item
+
+            def execute(cmd: c.Command = cmd) -> None:
                 try:
-                    self.core.execute(cmd, self.station.system)
-                except Exception as exc:  # the database is away: keep it, in order, retry
-                    if self.station.stopping.is_set() and self.station.abandon_on_stop:
-                        log.error("station: %s: %s not recorded: %s", self.name, cmd, exc)
-                        break
-                    self.station.write_failed(short_error(exc))
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                delay = 0.5
-                break
+                    self.core.execute(cmd, station.system)
+                except Exception as exc:
+                    station.write_failed(short_error(exc))
+                    raise
+
+            retrier = self.retrier
+            if retrier is None:
+                try:
+                    execute()
+                except Exception:
+                    log.exception("station: %s: could not record %s", self.name, cmd)
+            else:
+                retrier.session_id = self.session_id or retrier.session_id
+                retrier.run(execute, cmd, at)
             self.pending_commands -= 1
 
     # ---- the once-a-second tick -------------------------------------------------------------
@@ -282,6 +304,8 @@ class HeadlessChair:
         self.pipeline.stop()
 
     def join(self, timeout: float) -> None:
+        if self.retrier is not None:  # stopping: what the database cannot take now is spooled
+            self.retrier.deadline = time.monotonic() + 2.0
         self.commands.put(None)
         deadline = time.monotonic() + timeout
         for t in self._threads:
@@ -304,11 +328,10 @@ class HeadlessStation:
         self.writer: DatabaseWriter | None = None
         self.repository: SqlSessionRepository | None = None
         self.station_id: int | None = None
+        self.spool: Spool | None = None
         self.chairs: list[HeadlessChair] = []
         self.system: Actor
         self.stopping = threading.Event()
-        #: at a stop while the database is away, give up on queued flags after the join time
-        self.abandon_on_stop = False
         self.last_heartbeat: registry.Heartbeat | None = None
         #: readings the writer committed (final after :meth:`stop`)
         self.readings_committed = 0
@@ -325,7 +348,13 @@ class HeadlessStation:
             self.station_id = registry.register(
                 engine, st.name, [ch.name for ch in st.chairs], station_clock=self.clock.now
             )
-            self.writer = DatabaseWriter(engine, user_id=system_user_id(engine)).start()
+            if st.spool_dir is not None:
+                self.spool = Spool(spool_path_for(st.database_url, st.spool_dir))
+                if self.spool.exists():  # what an earlier stop could not store, first
+                    self.say(f"station {st.name}: {replay_spool(self.spool, engine).summary()}")
+            self.writer = DatabaseWriter(
+                engine, user_id=system_user_id(engine), spool=self.spool
+            ).start()
             self.repository = SqlSessionRepository(
                 engine, self.writer, profile=st.profile, profile_origin=f"station {st.name}"
             )
@@ -367,7 +396,6 @@ class HeadlessStation:
             ch.stop()
         for t in self._threads:
             t.join(5.0)
-        self.abandon_on_stop = self.db_down
         for ch in self.chairs:
             ch.join(join_s)
         writer = self.writer
@@ -408,7 +436,7 @@ class HeadlessStation:
     def unsaved(self) -> int:
         """Readings and entries waiting for the database (held in memory, in order)."""
         writer = self.writer
-        held = 0 if writer is None else len(getattr(writer, "_retained", ()))
+        held = 0 if writer is None else writer.unsaved()
         return held + sum(ch.pending_commands for ch in self.chairs)
 
     # ---- the loops ---------------------------------------------------------------------------
