@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -43,6 +43,7 @@ from ketamon.services import build_monitor, open_database
 from ketamon.site_settings import load_site_profile
 from ketamon.storage import records
 from ketamon.storage.database import sqlite_path
+from ketamon.storage.emergency import Emergency, emergencies, start_emergency
 from ketamon.storage.history import session_readings, session_series
 from ketamon.storage.models import RemsEnrolment
 from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
@@ -94,7 +95,10 @@ class StationAuth:
             )
         except AuthError as exc:
             raise AuthFailed(str(exc)) from exc
-        return Actor(u.id, u.username, u.full_name, Role(u.role.value), u.credentials)
+        role = Role(u.role.value)
+        if self._station.emergency_active_for(u.id):  # break-glass: physician rights for now
+            role = Role.PHYSICIAN
+        return Actor(u.id, u.username, u.full_name, role, u.credentials)
 
 
 @dataclass
@@ -115,6 +119,10 @@ class Station:
     repository: SqlSessionRepository | None = None
     runner: CommandRunner | None = None
     user: Actor | None = None
+    #: a break-glass sign-in in force (physician rights until it expires), and the user's own
+    emergency: Emergency | None = None
+    emergency_ended: Emergency | None = None
+    _own_user: Actor | None = None
     #: where the spool lives for a PostgreSQL database (a SQLite one keeps it beside its file)
     data_dir: Path | None = None
     _open_refs: list[OpenSessionRef] | None = None
@@ -141,14 +149,44 @@ class Station:
         return StationAuth(self).verify(username, password)
 
     def sign_in(self, username: str, password: str) -> Actor:
-        self.user = self.authenticate(username, password)
+        user = self.authenticate(username, password)
+        self.emergency = self._own_user = None
+        self.user = user
         assert self.writer is not None
-        self.writer.user_id = self.user.id
+        self.writer.user_id = user.id
+        return user
+
+    def sign_in_emergency(self, username: str, password: str, why: str) -> Actor:
+        """Break-glass: the user's own password and a reason give physician rights for the
+        site's ``break_glass_min``; recorded for an admin's review (ketamon.storage.emergency)."""
+        writer = self.writer
+        assert writer is not None
+        u, emergency = start_emergency(
+            writer.engine,
+            username,
+            password,
+            why,
+            minutes=self.site.break_glass_min,
+            now=self.clock.now(),
+            lockout_after=self.site.lockout_failures,
+        )
+        own = Actor(u.id, u.username, u.full_name, Role(u.role.value), u.credentials)
+        self._own_user, self.emergency, self.emergency_ended = own, emergency, None
+        self.user = replace(own, role=Role.PHYSICIAN)
+        writer.user_id = u.id
         return self.user
+
+    def emergency_active_for(self, user_id: int) -> bool:
+        em = self.emergency
+        return em is not None and em.user_id == user_id and self.clock.now() < em.expires_at
 
     def current_user(self) -> Actor:
         if self.user is None:
             raise AuthError("nobody is signed in")
+        em = self.emergency
+        if em is not None and not self.emergency_active_for(em.user_id):
+            self.user, self.emergency, self.emergency_ended = self._own_user, None, em
+            assert self.user is not None
         return self.user
 
     def prepare_demo(self) -> None:
@@ -340,6 +378,7 @@ class Station:
             load_pleth=lambda sid: session_waveform(engine, sid),
             form=form,
             print_form=print_form,
+            open_emergencies=lambda: emergencies(engine, open_only=True),
         )
 
     def start(self) -> None:
@@ -500,6 +539,8 @@ def _run(
         dialog: LoginDialog[Actor] = LoginDialog(
             station.sign_in,
             hint="Accounts are managed with 'ketamon user add'.",
+            emergency=station.sign_in_emergency,
+            emergency_minutes=station.site.break_glass_min,
         )
         accepted = dialog.exec() == LoginDialog.DialogCode.Accepted
         if signals.stopping or not accepted:

@@ -85,6 +85,7 @@ class ReviewPresenter(QObject):
         form: Callable[[Reviewed, list[tuple[str, float, datetime]]], tuple[Any, Any]]
         | None = None,
         print_form: Callable[[ReviewView, str], None] | None = None,
+        open_emergencies: Callable[[], Sequence[Any]] | None = None,
     ) -> None:
         super().__init__()
         self._desk = desk
@@ -95,6 +96,7 @@ class ReviewPresenter(QObject):
         self._pleth = load_pleth
         self._form = form
         self._print = print_form
+        self._emergencies = open_emergencies
 
     @property
     def actor(self) -> Actor:
@@ -109,6 +111,11 @@ class ReviewPresenter(QObject):
 
     def sessions(self) -> Pending[Sequence[Any]]:
         return self._runner.submit(self._list, "session list")
+
+    def emergencies(self) -> Pending[Sequence[Any]]:
+        """Break-glass sign-ins no admin has reviewed yet (flagged on the board)."""
+        load = self._emergencies
+        return self._runner.submit(lambda: list(load()) if load else [], "emergency access")
 
     def _view(self, reviewed: Reviewed) -> ReviewView:
         state = reviewed.state

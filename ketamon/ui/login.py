@@ -33,12 +33,15 @@ class LoginDialog(QDialog, Generic[U]):
         *,
         title: str = "ketamon — sign in",
         hint: str = "",
+        emergency: Callable[[str, str, str], U] | None = None,
+        emergency_minutes: float = 60.0,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setMinimumWidth(420)
         self._authenticate = authenticate
+        self._emergency = emergency
         self.user: U | None = None
         lay = QVBoxLayout(self)
         banner = QLabel(SAFETY_STATEMENT)
@@ -53,6 +56,21 @@ class LoginDialog(QDialog, Generic[U]):
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         form.addRow("User name", self.username)
         form.addRow("Password", self.password)
+        self.break_glass = QCheckBox(
+            f"Emergency access (break-glass): physician rights for {emergency_minutes:g} min, "
+            "flagged for an admin's review"
+        )
+        self.break_glass.setObjectName("breakGlass")
+        self.reason = QLineEdit()
+        self.reason.setObjectName("breakGlassReason")
+        self.reason.setPlaceholderText("What is happening, and why no physician can sign in")
+        form.addRow(self.break_glass)
+        form.addRow("Reason", self.reason)
+        self._form = form
+        self.break_glass.toggled.connect(self._on_break_glass_toggled)
+        self.break_glass.setVisible(emergency is not None)
+        form.setRowVisible(self.break_glass, emergency is not None)
+        form.setRowVisible(self.reason, False)
         lay.addLayout(form)
         if hint:
             h = QLabel(hint)
@@ -66,19 +84,30 @@ class LoginDialog(QDialog, Generic[U]):
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Sign in")
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok.setText("Sign in")
         buttons.accepted.connect(self._on_buttons_accepted)
         buttons.rejected.connect(self.reject)
         lay.addWidget(buttons)
         self.username.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _on_break_glass_toggled(self, on: bool) -> None:
+        self._form.setRowVisible(self.reason, on)
+        self.ok.setText("Sign in for an emergency" if on else "Sign in")
+        if on:
+            self.reason.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _on_buttons_accepted(self) -> None:
         name, pw = self.username.text().strip(), self.password.text()
         if not name or not pw:
             self.error.setText("Enter your user name and password.")
             return
+        emergency = self._emergency if self.break_glass.isChecked() else None
         try:
-            self.user = self._authenticate(name, pw)
+            if emergency is not None:
+                self.user = emergency(name, pw, self.reason.text())
+            else:
+                self.user = self._authenticate(name, pw)
         except Exception as exc:  # the service's message is meant for the user
             self.password.clear()
             self.error.setText(str(exc) or "Sign-in failed.")

@@ -148,6 +148,12 @@ class ReviewWidget(QWidget):
         self.board = QLabel("")
         self.board.setObjectName("pmfBoard")
         ll.addWidget(self.board)
+        self.emergency_board = QLabel("")
+        self.emergency_board.setObjectName("emergencyBoard")
+        self.emergency_board.setWordWrap(True)
+        self.emergency_board.setStyleSheet("color: #ffb74d; font-weight: bold")
+        self.emergency_board.setVisible(False)
+        ll.addWidget(self.emergency_board)
         split.addWidget(left)
         # ---- one session -----------------------------------------------------------------------
         scroll = self.scroll_area = QScrollArea()
@@ -257,7 +263,22 @@ class ReviewWidget(QWidget):
         self._show_nothing()
 
     # ---- the list -------------------------------------------------------------------------
+    def _show_emergencies(self, p: Pending[Any]) -> None:
+        rows = list(p.result or []) if p.ok else []
+        self.emergency_board.setVisible(bool(rows))
+        lines = [
+            f"⚠ {len(rows)} emergency access sign-in{'s' if len(rows) != 1 else ''} "
+            "awaiting an admin's review:"
+        ]
+        for e in rows[:5]:
+            lines.append(
+                f"• {_when(_get(e, 'started_at'))} {_get(e, 'full_name')} "
+                f"({_get(e, 'role')}) at {_get(e, 'station')}: “{_get(e, 'reason')}”"
+            )
+        self.emergency_board.setText("\n".join(lines))
+
     def refresh(self) -> Pending[Any]:
+        self.model.emergencies().on_done(self._show_emergencies)
         pending = self.model.sessions()
 
         def done(p: Pending[Any]) -> None:

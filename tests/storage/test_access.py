@@ -121,3 +121,49 @@ def test_ketamon_user_unlock(
     assert authenticate(engine, "nina", PASSWORD).username == "nina"
     rc = main(["user", "unlock", "--db", db_url, "--username", "nina", "--reason", "again"])
     assert rc == 2 and "not locked" in capsys.readouterr().err
+
+
+def test_break_glass_needs_a_reason_and_a_password_and_waits_for_an_admins_review(
+    engine: Engine, staff: Staff
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ketamon.storage.emergency import emergencies, review_emergency, start_emergency
+    from ketamon.storage.models import EmergencyAccess, Role
+    from ketamon.storage.users import create_user
+
+    with Session(engine) as s, s.begin(), acting_as(s, staff.system):
+        admin = create_user(
+            s, username="ada", full_name="Ada Admin", role=Role.ADMIN, password=PASSWORD
+        ).id
+    now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    with pytest.raises(UserError, match="reason of at least"):
+        start_emergency(engine, "nina", PASSWORD, "help", minutes=60, now=now)
+    with pytest.raises(AuthError, match="wrong password"):
+        start_emergency(engine, "nina", "nope", "patient unresponsive, no MD", minutes=60)
+    with pytest.raises(AuthError, match="clinical staff"):
+        start_emergency(engine, "ada", PASSWORD, "patient unresponsive, no MD", minutes=60)
+    who, em = start_emergency(
+        engine, "nina", PASSWORD, "  SpO2 78 %, physician off site  ", minutes=60, now=now
+    )
+    assert who.username == "nina" and em.reason == "SpO2 78 %, physician off site"
+    assert em.expires_at - em.started_at == timedelta(minutes=60) and em.station
+    assert [e.id for e in emergencies(engine, open_only=True)] == [em.id]
+    with Session(engine) as s:
+        audit = s.scalars(
+            select(AuditEntry).where(AuditEntry.entity == "emergency_access")
+        ).first()
+        assert audit is not None and audit.user_id == staff.nurse
+        assert "SpO2 78 %" in (audit.reason or "")
+    with Session(engine) as s, s.begin():
+        with pytest.raises(UserError, match="only an admin"):
+            review_emergency(s, em.id, "fine", admin_id=staff.physician)
+        done = review_emergency(
+            s, em.id, "Reviewed with the charge nurse: justified.", admin_id=admin
+        )
+    assert done.reviewed and done.reviewed_by == "Ada Admin"
+    assert emergencies(engine, open_only=True) == []
+    with Session(engine) as s, s.begin(), pytest.raises(UserError, match="reviewed already"):
+        review_emergency(s, em.id, "again", admin_id=admin)
+    with Session(engine) as s:
+        assert s.get(EmergencyAccess, em.id).review_note.startswith("Reviewed")  # type: ignore[union-attr]
