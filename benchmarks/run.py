@@ -1,7 +1,7 @@
 """ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
 
 Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart,
-restore, review, audit_verify.
+restore, review, audit_verify, fuzz.
 """
 
 from __future__ import annotations
@@ -434,6 +434,24 @@ def bench_export() -> None:
     print("\n".join(lines) if lines else f"export: failed ({out.stderr[-500:]})", flush=True)
 
 
+def bench_fuzz() -> None:
+    """Single and double bit flips of every field-corpus vector, per protocol (_fuzz.py):
+    frames tried, crashes, corrupted frames accepted (past the checksum or the field rules) and
+    implausible values among them."""
+    from benchmarks._fuzz import run
+    from devices.protocols import wire_protocols
+
+    for name, by_kind in run(wire_protocols()).items():
+        emit(f"fuzz_{name}_vectors", by_kind["single"].vectors, "captures")
+        for kind, res in by_kind.items():
+            p = f"fuzz_{name}_{kind}"
+            emit(f"{p}_frames_tried", res.frames_tried, "frames")
+            emit(f"{p}_crashes", res.crashes, "frames")
+            emit(f"{p}_corrupt_frames_accepted", res.corrupt_accepted, "frames")
+            emit(f"{p}_implausible_values_accepted", res.implausible_accepted, "frames")
+        emit(f"fuzz_{name}_seconds", by_kind["single"].seconds, "s")
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "startup": bench_startup,
     "decode": bench_decode,
@@ -443,6 +461,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "restore": bench_restore,
     "review": bench_review,
     "audit_verify": bench_audit_verify,
+    "fuzz": bench_fuzz,
     "export": bench_export,
 }
 

@@ -342,6 +342,8 @@ _TS = re.compile(
 # OBX-4 observation sub-id: the PCD-01 containment path MDS.VMD.CHANNEL.METRIC (``1.2.1.1``) or a
 # plain vendor id (letters first). Anything else is a damaged field.
 _SUB_ID = re.compile(r"\d{1,5}(?:\.\d{1,5}){0,7}|[A-Za-z][A-Za-z0-9_-]{0,19}")
+# an OBX-3 identifier that starts like an MDC code but runs on into other characters
+_DAMAGED_CODE = re.compile(r"\d{4,}[^0-9-]")  # (LOINC "8867-4" and MDIL keep their "-")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
 
 
@@ -393,10 +395,10 @@ def _damaged_coding_system(name: str) -> bool:
     )
 
 
-def _subcomponent(seg: Any, n: int, comp: int) -> str:
-    """Subcomponent 2 of field ``n`` component ``comp`` ('' if there is none)."""
+def _whole_field(seg: Any, n: int) -> str:
+    """Field ``n`` as sent, separators included ('' if absent)."""
     try:
-        return str(seg.extract_field(1, n, 1, comp, 2))
+        return str(seg(n)) if n < len(seg) else ""
     except Exception:
         return ""
 
@@ -631,6 +633,9 @@ class HL7Protocol(DeviceProtocol):
         if by_refid is not None:
             return by_refid
         if code is None:
+            if _DAMAGED_CODE.match(ident) or "MDC_" in ident:
+                # digits run into text ("147842ZMDC_ECG…"): a '^' of OBX-3 flipped
+                raise _ObxError(f"OBX-3 identifier {ident[:24]!r} is damaged")
             return TEXT_TO_OBSERVATION.get(ident.upper())
         if text.startswith("MDC_") and any(
             mdc.one_char_apart(text, r) for r in REFID_TO_OBSERVATION
@@ -670,6 +675,10 @@ class HL7Protocol(DeviceProtocol):
         vtype = _field(seg, 2)
         if vtype and vtype not in _VALUE_TYPES:
             raise _ObxError(f"OBX-2 value type {vtype!r} is not an HL7 value type")
+        if not vtype and _whole_field(seg, 5):
+            # device/channel rows have neither type nor value; a value without a type is a
+            # damaged OBX-2 ("NM" -> "N^" / "^M"), which would drop the reading unnoticed
+            raise _ObxError("OBX-5 has a value but OBX-2 no value type")
         if vtype not in ("NM", "SN"):
             return None  # device/channel rows (empty type), text, waveforms
         set_id = _field(seg, 1)
@@ -682,6 +691,8 @@ class HL7Protocol(DeviceProtocol):
         if obs is None:
             return None  # a quantity we do not record
         channel = _field(seg, 4)
+        if channel != _whole_field(seg, 4):
+            raise _ObxError(f"OBX-4 sub-id {_whole_field(seg, 4)[:20]!r} has components")
         if channel and not _SUB_ID.fullmatch(channel):
             raise _ObxError(f"OBX-4 sub-id {channel[:20]!r} is malformed")
         if channel[:1].isdigit() and "0" in channel.split("."):
@@ -698,7 +709,7 @@ class HL7Protocol(DeviceProtocol):
             return None
         if _repetitions(seg, 5) > 1:
             raise _ObxError("OBX-5 repeats for a single numeric")
-        if vtype == "NM" and _field(seg, 5, 2):
+        if vtype == "NM" and "^" in _whole_field(seg, 5):
             # NM has no components; a '^' here means the fields have shifted (damaged '|').
             raise _ObxError("OBX-5 numeric value has components")
         raw = _field(seg, 5, 1)
@@ -706,7 +717,7 @@ class HL7Protocol(DeviceProtocol):
             if raw not in ("", "="):
                 return None
             raw = _field(seg, 5, 2)
-        if _subcomponent(seg, 5, 2 if vtype == "SN" else 1):
+        if "&" in _whole_field(seg, 5):
             # a number has no subcomponents: an '&' here is a flipped digit or separator
             raise _ObxError("OBX-5 numeric value has subcomponents")
         if not raw.strip() or raw == '""':
