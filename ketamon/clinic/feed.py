@@ -188,6 +188,7 @@ class CentralFeed:
         self._lock = threading.Lock()
         #: notifications heard (total), reconnections made
         self.notifications = 0
+        self.connections = 0
         self.reconnects = 0
         #: (alarm_event id, wall time the snapshot showing it was published) for latency
         self.flag_published: deque[tuple[int, float]] = deque(maxlen=10_000)
@@ -235,7 +236,6 @@ class CentralFeed:
 
     def _run(self) -> None:
         delay = 0.5
-        first = True
         while not self._stop.is_set():
             try:
                 self._session_loop()
@@ -250,9 +250,6 @@ class CentralFeed:
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, 2.0)
-            if not first:
-                self.reconnects += 1
-            first = False
 
     def _listen_connection(self) -> psycopg.Connection[Any]:
         u = make_url(self.database_url)
@@ -278,6 +275,8 @@ class CentralFeed:
             for s in self._sessions.values():
                 s.dirty = True
             self._refresh()
+            self.connections += 1
+            self.reconnects = self.connections - 1
             next_poll = time.monotonic() + self.poll_s
             while not self._stop.is_set():
                 left = max(0.0, next_poll - time.monotonic())

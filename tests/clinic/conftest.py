@@ -7,13 +7,16 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from ketamon.services import open_database
-from tests.storage.conftest import fresh_postgres_database
+from tests.storage.conftest import PG_ENV, PG_SKIP
 
 ROOT = Path(__file__).resolve().parents[2]
 THRESHOLDS = (ROOT / "resources" / "thresholds.toml").read_text(encoding="utf-8")
@@ -21,9 +24,28 @@ THRESHOLDS = (ROOT / "resources" / "thresholds.toml").read_text(encoding="utf-8"
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    with fresh_postgres_database() as url:
-        open_database(url).dispose()  # migrated once, before the stations race to it
-        yield url
+    """A fresh database (as tests/storage's), its admin connection checked before the drop:
+    a test here may have restarted the server."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(PG_SKIP)
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    name = f"ketamon_c_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        url.set(database="postgres"), isolation_level="AUTOCOMMIT", pool_pre_ping=True
+    )
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        db = url.set(database=name).render_as_string(hide_password=False)
+        try:
+            open_database(db).dispose()  # migrated once, before the stations race to it
+            yield db
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def write_config(folder: Path, chairs: list[tuple[str, str]], *, hr_high: int = 120) -> Path:
