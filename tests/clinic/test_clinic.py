@@ -127,4 +127,3 @@ def test_server_restart_mid_recording_loses_nothing_and_central_reconnects(
     engine.dispose()
     assert dup == 0
     assert n > 5 and gaps is not None and float(gaps) < 3.0, (n, first, last, gaps)
-    assert Path
