@@ -127,12 +127,12 @@ class SourceSelector:
         hold = timedelta(seconds=self.policy.hold_s)
         primary: list[Reading] = []
         other: list[Reading] = []
-        for r, key in keyed:
-            if key is None:
+        for r, rank in keyed:
+            if rank is None:
                 primary.append(r)
                 continue
             seen = self._seen[r.parameter]
-            better = any(k < key and t >= r.host_time - hold for k, t in seen.items())
+            better = any(k < rank and t >= r.host_time - hold for k, t in seen.items())
             (other if better else primary).append(r)
         return primary, other
 
