@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import IO, Any
 
-COMMANDS = ("purge",)
+COMMANDS = ("purge", "db")
 
 
 def add_parsers(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -54,9 +54,64 @@ def add_parsers(sub: Any, add_common: Callable[[argparse.ArgumentParser], None])
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
 
+    db = sub.add_parser(
+        "db",
+        help="the database itself: bring its schema up to date, grant a station role",
+        description="Run these as the database's owner. 'upgrade' brings the schema to this "
+        "ketamon's revision (SQLite: a backup first). 'grant' gives a PostgreSQL role what a "
+        "station needs and no more: read and write session data, only insert into and read "
+        "the audit trail and the session record (it cannot lift their append-only triggers). "
+        "Run 'grant' again after each upgrade.",
+    )
+    add_common(db)
+    actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = actions.add_parser("upgrade", help="bring the schema up to date (as the owner)")
+    add_common(up)
+    up.add_argument("--db", metavar="URL", help="database URL (default: embedded SQLite)")
+    grant = actions.add_parser(
+        "grant", help="grant a PostgreSQL role what a station needs (as the owner)"
+    )
+    add_common(grant)
+    grant.add_argument("--app-role", required=True, metavar="ROLE", help="the stations' role")
+    grant.add_argument("--db", metavar="URL", help="the owner's database URL")
+
 
 def run(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str]) -> int:
+    if args.command == "db":
+        return cmd_db(args, out)
     return cmd_purge(args, out, stdin)
+
+
+def cmd_db(args: argparse.Namespace, out: IO[str]) -> int:
+    from ketamon.config import database_url, load_config
+    from ketamon.paths import resolve_paths
+    from ketamon.storage.database import describe, make_engine
+    from ketamon.storage.migrate import upgrade_database
+    from ketamon.storage.privileges import PrivilegeError, grant_app_role
+
+    paths = resolve_paths(getattr(args, "data_dir", None))
+    config = load_config(paths.config_file)
+    url = database_url(args.db, config, paths.ensure().sqlite_url())
+    engine = make_engine(url)
+    try:
+        if args.db_command == "upgrade":
+            result = upgrade_database(engine)
+            if result.from_revision == result.to_revision:
+                out.write(f"db: {describe(url)} is up to date (revision {result.to_revision})\n")
+            else:
+                out.write(
+                    f"db: {describe(url)} upgraded from revision {result.from_revision or 'none'} "
+                    f"to {result.to_revision}\n"
+                )
+            return 0
+        try:
+            done = grant_app_role(engine, args.app_role)
+        except PrivilegeError as exc:
+            raise _error(f"db grant: {exc}") from None
+        out.write(f"db: granted {args.app_role} its station rights ({len(done)} statements)\n")
+        return 0
+    finally:
+        engine.dispose()
 
 
 def _error(text: str) -> Exception:
