@@ -271,6 +271,14 @@ def upgrade_database(
         raise DatabaseVersionError(f"cannot upgrade database at {where}: {exc}") from exc
     except OperationalError as exc:
         raise DatabaseConfigError(f"cannot upgrade database at {where}: {exc.orig}") from exc
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        raise DatabaseVersionError(
+            f"database at {where} is at schema revision {status.current or 'none'} and this "
+            f"ketamon needs {status.head}; this role may not change the schema: run "
+            "'ketamon db upgrade' (then 'ketamon db grant') as the database owner"
+        ) from exc
     engine.dispose()  # connections opened before the upgrade may cache the old schema
     log.info("upgraded %s from %s to %s", where, status.current, status.head)
     return UpgradeResult(status.current, status.head, backup)

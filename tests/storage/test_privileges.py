@@ -109,3 +109,27 @@ def test_ketamon_db_upgrade_and_grant(
     assert f"granted {app_role}" in capsys.readouterr().out
     assert main(["db", "grant", "--db", url, "--app-role", "Bad-Name"]) == 2
     assert "plain role name" in capsys.readouterr().err
+
+
+def test_the_app_role_does_not_migrate_a_database_that_is_behind() -> None:
+    from ketamon.storage.database import DatabaseVersionError
+
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(PG_SKIP)
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    tag = uuid.uuid4().hex[:10]
+    app, db = f"kt_app_{tag}", f"kt_behind_{tag}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.execute(text(f"CREATE ROLE {app} LOGIN PASSWORD 'app pw'"))
+            c.execute(text(f'CREATE DATABASE "{db}"'))  # owned by the test's superuser
+        mine = url.set(database=db, username=app, password="app pw")
+        with pytest.raises(DatabaseVersionError, match=r"run 'ketamon db upgrade'.*owner"):
+            open_database(mine.render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+            c.execute(text(f"DROP ROLE IF EXISTS {app}"))
+        admin.dispose()
