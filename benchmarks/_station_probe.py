@@ -3,7 +3,8 @@ last byte of a breaching reading on a pty to the flag being raised and drawn.
 
 A desaturation line goes onto the pty every 0.4 s (KETAMON_BENCH_INJECT_MS), is flagged, drawn,
 acknowledged and recovered: 2.5 flags a second at one chair, far more than a clinic sees, so
-that 100 s give over 200 latency samples while the lag is measured.
+that 100 s give over 200 latency samples while the lag is measured. The overview is on
+screen (KETAMON_BENCH_SCREEN=chair shows chair 16 instead).
 
 15 chairs run the simulator (numerics at 1 Hz, pleth at 125 Hz); chair 16 reads a Masimo
 emulator on a real pty (numerics at 1 Hz; the Masimo ASCII output carries no waveform).
@@ -84,7 +85,13 @@ def main(seconds: float) -> None:
     latencies: list[float] = []
     view16 = window.chair_views[15]
     model16 = station.models[15]
-    window.tabs.setCurrentWidget(view16)  # the measured chair is the one on screen
+    # On screen: the overview (16 cards, each with its trend and flashing flag strip, the
+    # banner for another chair's high flag), the station's busiest screen; or chair 16 with
+    # KETAMON_BENCH_SCREEN=chair.
+    if os.environ.get("KETAMON_BENCH_SCREEN", "overview") == "chair":
+        window.tabs.setCurrentWidget(view16)
+    else:
+        window.tabs.setCurrentIndex(0)
 
     from datetime import datetime
 
@@ -113,7 +120,13 @@ def main(seconds: float) -> None:
         sent = state.get("sent")
         if sent is None or not any("SpO" in t for t in view16.alarm_panel.texts()):
             return
-        view16.alarm_panel.repaint()  # drawn: painted, not just queued for the next frame
+        # drawn: painted, not just queued for the next frame (the chair's flag list, or on
+        # the overview the banner a high flag raises on every screen)
+        if view16.isVisible():
+            view16.alarm_panel.repaint()
+        else:
+            window.refresh_alert_banner()
+            window.alert_banner.repaint()
         latencies.append(time.perf_counter() - sent)
         state.pop("sent")
         state["waiting"] = 1.0

@@ -41,19 +41,22 @@ class MainWindow(QMainWindow):
         top.addWidget(self.user_label)
         lay.addLayout(top)
         #: another chair's unacknowledged high-priority flag, on every screen; a click (or
-        #: Ctrl+G) goes to that chair
+        #: Ctrl+G) goes to that chair. It sits beside the tabs: showing it moves nothing
+        #: (a row above the tabs re-laid out all 16 overview cards at every flag)
         self.alert_banner = QPushButton("")
         self.alert_banner.setObjectName("otherChairAlert")
         self.alert_banner.setStyleSheet(
             "QPushButton#otherChairAlert { background: #ff3b30; color: #000; font-weight: bold;"
-            " font-size: 13pt; border-radius: 0px; padding: 4px 10px; text-align: left; }"
+            " font-size: 11pt; border-radius: 0px; padding: 2px 10px; min-height: 0px;"
+            " text-align: left; }"
         )
         self.alert_banner.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.alert_banner.clicked.connect(self._on_alert_banner_clicked)
         self.alert_banner.hide()
         self._alert_target: int | None = None
-        lay.addWidget(self.alert_banner)
+        self._alert_text = ""
         self.tabs = QTabWidget()
+        self.tabs.setCornerWidget(self.alert_banner, Qt.Corner.TopRightCorner)
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.chair_views: list[ChairViewWidget] = []
@@ -122,7 +125,7 @@ class MainWindow(QMainWindow):
 
     def _on_overview_timer_timeout(self) -> None:
         if self.overview is not None:
-            self.overview.refresh()
+            # the cards refresh themselves a few at a time while the overview is shown
             for i, v in enumerate(self.chair_views, 1):
                 worst = v.model.worst_alarm()
                 marker = f" {worst.marker}" if worst is not None else ""
@@ -148,16 +151,22 @@ class MainWindow(QMainWindow):
                     break
         if not alerts:
             self._alert_target = None
-            self.alert_banner.hide()
+            if self.alert_banner.isVisible():
+                self.alert_banner.hide()
             return
         i, name, message = alerts[0]
-        more = f"   (+{len(alerts) - 1} more chair{'s' if len(alerts) > 2 else ''})"
+        more = f" (+{len(alerts) - 1})" if len(alerts) > 1 else ""
         self._alert_target = i
-        self.alert_banner.setText(
-            f"*** HIGH · {name}: {message}{more if len(alerts) > 1 else ''}"
-            f"   ▶ go to {name} (Ctrl+G)"
-        )
-        self.alert_banner.show()
+        text = f"*** HIGH · {name}: {message}{more}  ▶ Ctrl+G"
+        if text != self._alert_text:
+            self._alert_text = text
+            fm = self.alert_banner.fontMetrics()
+            width = max(200, self.width() // 2)
+            self.alert_banner.setText(fm.elidedText(text, Qt.TextElideMode.ElideMiddle, width))
+            self.alert_banner.setToolTip(text)
+            self.alert_banner.setFixedHeight(self.tabs.tabBar().sizeHint().height())
+        if not self.alert_banner.isVisible():
+            self.alert_banner.show()
 
     def _on_alert_banner_clicked(self) -> None:
         if self._alert_target is not None:

@@ -418,6 +418,7 @@ def test_the_overview_shows_eight_chairs_vitals_and_flags_at_a_glance(
     overview = rig.window.overview
     assert overview is not None
     rig.window._on_overview_timer_timeout()
+    overview.refresh()  # every card now (they refresh a few at a time while shown)
     QApplication.processEvents()
     cards = overview.cards
     # the cards fill the window: 4 columns × 2 rows, most of its area
