@@ -33,6 +33,7 @@ from ketamon.core.signing import load_meanings
 from ketamon.domain.record import PatientInfo, SessionState
 from ketamon.domain.roles import Actor, Role
 from ketamon.domain.site import SiteProfile
+from ketamon.domain.sources import SourceSelector
 from ketamon.domain.thresholds import ThresholdProfile
 from ketamon.exports.pmf_pdf import write_pmf_pdf
 from ketamon.paths import AppPaths
@@ -251,6 +252,7 @@ class Station:
             chair.name, self.monitor_spec(chair), self.profile, clock=self.clock
         )
         acq.alarms.latch_high = self.site.latch_high
+        acq.pipeline.sources = SourceSelector(self.site.primary_sources)
         acq.pipeline.link_low_after_s = self.site.link_lost_low_s
         acq.pipeline.link_medium_after_s = self.site.link_lost_medium_s
         model = ChairPresenter(
