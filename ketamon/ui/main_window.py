@@ -164,7 +164,8 @@ class MainWindow(QMainWindow):
             width = max(200, self.width() // 2)
             self.alert_banner.setText(fm.elidedText(text, Qt.TextElideMode.ElideMiddle, width))
             self.alert_banner.setToolTip(text)
-            self.alert_banner.setFixedHeight(self.tabs.tabBar().sizeHint().height())
+            bar = self.tabs.tabBar().height() or self.tabs.tabBar().sizeHint().height()
+            self.alert_banner.setFixedHeight(max(24, bar - 10))  # within the tabs' row
         if not self.alert_banner.isVisible():
             self.alert_banner.show()
 
