@@ -246,6 +246,8 @@ def test_the_database_triggers_are_in_place(engine: Engine, staff: Staff) -> Non
                 "audit_entry_no_delete",
                 "session_entry_no_update",
                 "session_entry_no_delete",
+                "audit_gap_no_update",
+                "audit_gap_no_delete",
             }
         return
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:

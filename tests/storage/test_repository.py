@@ -384,6 +384,10 @@ def after_session(twin: Twin, sid: int, p: People) -> None:
     twin.add(sid, D(EntryKind.SIGNED, at(341), signature("reviewed")), actor=p.physician)
     addendum = {"text": "late entry", **signature("addendum")}
     twin.add(sid, D(EntryKind.ADDENDUM, at(342), addendum), actor=p.physician)
+    late = {"text": "escort called", "countersign_required": True, **signature("late_entry")}
+    late_id = twin.add(sid, D(EntryKind.ADDENDUM, at(342.5), late))[0]
+    countersigned = {"addendum_id": late_id, **signature("countersign")}
+    twin.add(sid, D(EntryKind.COUNTERSIGNED, at(342.7), countersigned), actor=p.physician)
     submitted = {"method": "fax", "submitted_at": "2026-11-30T15:00:00+00:00", "reference": "R1"}
     twin.add(sid, D(EntryKind.PMF_SUBMITTED, at(343), submitted))
 
