@@ -103,6 +103,11 @@ class DeviceProtocol(abc.ABC):
         """Waveform blocks completed since the last call (pleth); most protocols have none."""
         return []
 
+    def summary(self) -> list[str]:
+        """Things worth telling the user after a replay: values skipped on purpose (vendor
+        sentinels, withheld results, stray bytes) and notes about the sender. Default: none."""
+        return []
+
     @property
     def streaming(self) -> bool:
         """True once the device has accepted the host and data flows."""

@@ -457,6 +457,18 @@ class HL7Protocol(DeviceProtocol):
         self._deframer.reset()
         self._acks.clear()
 
+    def summary(self) -> list[str]:
+        out = list(self.notes)
+        if self.sentinels:
+            out.append(f"{self.sentinels} vendor 'no value' sentinel(s) (-999, -99.9) not stored")
+        if self.withheld:
+            out.append(f"{self.withheld} value(s) beside OBX-11 'X' withheld")
+        if self.duplicates:
+            out.append(
+                f"{self.duplicates} retransmitted message(s) acknowledged, not stored again"
+            )
+        return out
+
     @property
     def skipped_bytes(self) -> int:
         return self._deframer.skipped_bytes
@@ -705,7 +717,6 @@ class HL7Protocol(DeviceProtocol):
         if quality is None:
             if status == "X" and _field(seg, 5, 1).strip() not in ("", '""'):
                 self.withheld += 1
-                self._note("OBX-11 'X' (result cannot be obtained): values beside it not stored")
             return None
         if _repetitions(seg, 5) > 1:
             raise _ObxError("OBX-5 repeats for a single numeric")
@@ -730,7 +741,6 @@ class HL7Protocol(DeviceProtocol):
         unit = self._unit(seg, obs)
         if float(raw) in SENTINELS:
             self.sentinels += 1
-            self._note(f"vendor 'no value' sentinel {raw} in OBX-5: no reading")
             return None
         if any(mdc.one_char_apart(raw, t) for t in _SENTINEL_TEXT):
             raise _ObxError(f"OBX-5 {raw} is one digit off a 'no value' sentinel (damaged)")

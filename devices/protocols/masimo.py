@@ -364,6 +364,11 @@ class MasimoProtocol(DeviceProtocol):
         self._buf.clear()
         self._overlong = False
 
+    def summary(self) -> list[str]:
+        if not self.stray_bytes:
+            return []
+        return [f"{self.stray_bytes} stray control byte(s) (NUL …) between lines skipped"]
+
     def feed(self, data: bytes, now: datetime) -> list[Reading]:
         self.stats.bytes_in += len(data)
         out: list[Reading] = []
