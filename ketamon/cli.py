@@ -485,6 +485,8 @@ def cmd_decode(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         f"decode: {len(data)} bytes, {st.frames_ok} good frames, {st.frames_bad} bad frames, "
         f"{count} readings\n"
     )
+    for note in proto.summary():
+        err.write(f"decode: note: {note}\n")
     for why in st.errors[:10]:
         err.write(f"decode: bad frame: {why}\n")
     if st.frames_bad > 10:
