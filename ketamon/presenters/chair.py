@@ -277,6 +277,20 @@ class ChairPresenter(QObject):
                 out[p] = (r, int(breach.priority) if breach else 0)
         return out
 
+    def standing_artifacts(self) -> dict[str, str]:
+        """Parameters whose newest monitor value was implausible (an artifact, stored invalid
+        and never used), newer than their last valid value: parameter → why."""
+        latest = self._monitor_latest
+        out: dict[str, str] = {}
+        for a in list(self._acq.pipeline.artifacts):  # newest last
+            p = a.reading.parameter
+            good = latest.get(p)
+            if good is None or a.reading.host_time >= good.host_time:
+                out[p] = a.reason
+            else:
+                out.pop(p, None)
+        return out
+
     def manual_latest(self) -> dict[str, tuple[datetime, float, str]]:
         """The latest value typed by hand per parameter: (time, value, by), from the record
         (an entry marked entered in error no longer counts)."""

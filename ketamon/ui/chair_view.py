@@ -259,7 +259,12 @@ class ChairViewWidget(QWidget):
         clock = self.model.session_clock()
         grey, blank = self.model.numeric_ages()
         self.numerics.update_values(
-            self.model.monitor_latest(), self.model.manual_latest(), now, grey, blank
+            self.model.monitor_latest(),
+            self.model.manual_latest(),
+            now,
+            grey,
+            blank,
+            self.model.standing_artifacts(),
         )
         if self.pleth.isHidden() and self.model.pleth.version:
             self.pleth.setVisible(True)

@@ -16,7 +16,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ketamon.domain.thresholds import Priority
 from ketamon.presenters.views import Reading
@@ -67,6 +75,8 @@ class NumericTile(QFrame):
         self.unit.setObjectName("numericUnit")
         self.unit.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.unit.setWordWrap(True)
+        # a long subtitle wraps inside the tile, never widens it
+        self.unit.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.flag = QLabel("")
         self.flag.setObjectName("numericFlag")
         self.flag.hide()
@@ -113,6 +123,12 @@ class NumericTile(QFrame):
             self.setStyleSheet(f"QFrame#numericTile {{ border: 3px solid {colour}; }}")
 
 
+def _artifact_tile(tile: NumericTile, why: str) -> None:
+    """The monitor's newest value was implausible: not shown as a value, said as an artifact."""
+    tile.show_value("--", "artifact", None, stale=True)
+    tile.setToolTip(f"Artifact (stored as invalid, not used): {why}")
+
+
 def age_text(seconds: float) -> str:
     s = int(seconds)
     if s < 90:
@@ -133,6 +149,8 @@ class NumericsPanel(QWidget):
         grid.addWidget(self.tiles["hr"], 1, 0)
         grid.addWidget(self.tiles["spo2"], 1, 1)
         grid.addWidget(self.tiles["rr"], 1, 2)
+        for c in range(3):
+            grid.setColumnStretch(c, 1)  # three equal tiles, whatever their texts say
 
     def update_values(
         self,
@@ -141,6 +159,7 @@ class NumericsPanel(QWidget):
         now: datetime,
         grey_after_s: dict[str, float],
         blank_after_s: dict[str, float],
+        artifacts: dict[str, str] | None = None,
     ) -> None:
         def age(when: datetime) -> float:
             return (now - when).total_seconds()
@@ -211,3 +230,18 @@ class NumericsPanel(QWidget):
                         theme.priority_from_int(prio),
                         stale=old,
                     )
+        self._show_artifacts(artifacts or {})
+
+    def _show_artifacts(self, artifacts: dict[str, str]) -> None:
+        for tile_key, params in (
+            ("nibp", ("nibp_sys", "nibp_dia")),
+            ("hr", ("hr",)),
+            ("spo2", ("spo2",)),
+            ("rr", ("rr",)),
+        ):
+            tile = self.tiles[tile_key]
+            why = next((artifacts[p] for p in params if p in artifacts), None)
+            if why is not None and not tile.manual:
+                _artifact_tile(tile, why)
+            elif why is None and tile.toolTip():
+                tile.setToolTip("")

@@ -15,6 +15,7 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from devices.clock import ManualClock
+from devices.readings import make_reading
 from ketamon.app import build_window, make_station
 from ketamon.config import ChairConfig, Config
 from ketamon.domain.record import EntryKind, PatientInfo, Plan
@@ -257,6 +258,13 @@ def test_four_flags_readable_a_cable_pull_a_typed_bp_and_the_banner(rig: Rig) ->
     assert view.numerics.tiles["spo2"].value.text() == "--"
     assert "last" in view.numerics.tiles["spo2"].unit.text()
     _shots(rig, "chair-1-cable-pull")
+    # an implausible value (issue 11's plausibility check) is shown as an artifact, not a value
+    model._acq.inject([make_reading("spo2", 250, model.now())])
+    rig.settle()
+    view._refresh_view()
+    spo2_tile = view.numerics.tiles["spo2"]
+    assert spo2_tile.value.text() == "--" and "artifact" in spo2_tile.unit.text()
+    assert "spo2" not in model.monitor_latest() or model.monitor_latest()["spo2"][0].value != 250
 
     # a BP typed by hand (175/105 after 124/80): four flags, and a high one (MOAA/S 1)
     assert model.record_manual_vitals({"nibp_sys": 175, "nibp_dia": 105}).wait().ok
