@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,14 +29,17 @@ from ketamon.config import ChairConfig, Config
 from ketamon.core.desk import Reviewed, SessionDesk
 from ketamon.core.pmf import build_form, deadline, pmf_required
 from ketamon.core.ports import AuthFailed, OpenSessionRef
-from ketamon.core.session import CoreSettings
+from ketamon.core.session import CoreSettings, Refused
 from ketamon.core.signing import load_meanings
 from ketamon.domain.record import PatientInfo, SessionState
 from ketamon.domain.roles import Actor, Role
 from ketamon.domain.site import SiteProfile
 from ketamon.domain.sources import SourceSelector
 from ketamon.domain.thresholds import ThresholdProfile
+from ketamon.exports import ExportError, ExportRefused, ExportResult, export_session
 from ketamon.exports.pmf_pdf import write_pmf_pdf
+from ketamon.hl7out import Hl7OutWorker
+from ketamon.hl7out import start_from_config as start_hl7_out
 from ketamon.paths import AppPaths
 from ketamon.presenters.chair import ChairPresenter
 from ketamon.presenters.review import BP, ReviewPresenter, ReviewView
@@ -47,6 +51,7 @@ from ketamon.storage.database import sqlite_path
 from ketamon.storage.emergency import Emergency, emergencies, start_emergency
 from ketamon.storage.history import session_readings, session_series
 from ketamon.storage.models import RemsEnrolment
+from ketamon.storage.outbox import record_export
 from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
 from ketamon.storage.spool import Spool, replay_spool, spool_path_for
 from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
@@ -116,6 +121,7 @@ class Station:
     chairs: list[ChairAcquisition] = field(default_factory=list)
     models: list[ChairPresenter] = field(default_factory=list)
     wave_recorders: list[WaveformRecorder] = field(default_factory=list)
+    hl7_out: Hl7OutWorker | None = None
     writer: DatabaseWriter | None = None
     repository: SqlSessionRepository | None = None
     runner: CommandRunner | None = None
@@ -381,7 +387,41 @@ class Station:
             form=form,
             print_form=print_form,
             open_emergencies=lambda: emergencies(engine, open_only=True),
+            export=self._export_session,
         )
+
+    def _export_session(
+        self, session_id: int, fmt: str, path: str, page_size: str, actor: Actor
+    ) -> ExportResult:
+        """The review desk's export (the command thread): written, then audited as ``actor``."""
+        assert self.repository is not None and self.writer is not None
+        engine = self.writer.engine
+        entries = self.repository.load(session_id)
+        if not entries:
+            raise Refused([f"There is no session {session_id}"])
+        try:
+            result = export_session(
+                entries,
+                session_readings(engine, session_id),
+                fmt,
+                path,
+                site_name=self.site.name,
+                exported_by=actor.full_name,
+                page_size=page_size,
+            )
+        except (ExportError, ExportRefused) as exc:
+            raise Refused([str(exc)]) from None
+        record_export(
+            engine,
+            user_id=actor.id,
+            session_id=session_id,
+            fmt=fmt,
+            paths=[str(p) for p in result.paths],
+            size=result.bytes,
+            sha256=result.sha256,
+            who=f"review desk at {socket.gethostname()}",
+        )
+        return result
 
     def start(self) -> None:
         for c in self.chairs:
@@ -397,6 +437,9 @@ class Station:
             c.stop()
         for r in self.wave_recorders:
             r.flush()  # the last seconds of pleth, before the writer stops
+        if self.hl7_out is not None:
+            self.hl7_out.stop()
+            self.hl7_out = None
         if self.runner is not None:
             try:
                 self.runner.wait_idle(10.0)
@@ -449,6 +492,10 @@ def make_station(
         data_dir=paths.data_dir,
     )
     station.open()
+    if config.hl7_out and station.writer is not None:  # results out to the interface engine
+        station.hl7_out = start_hl7_out(
+            station.writer.engine, config.hl7_out, str(paths.config_file)
+        )
     if demo:
         station.prepare_demo()
     for chair in DEMO_CHAIRS if demo else config.chairs:

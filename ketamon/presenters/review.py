@@ -86,6 +86,7 @@ class ReviewPresenter(QObject):
         | None = None,
         print_form: Callable[[ReviewView, str], None] | None = None,
         open_emergencies: Callable[[], Sequence[Any]] | None = None,
+        export: Callable[[int, str, str, str, Actor], Any] | None = None,
     ) -> None:
         super().__init__()
         self._desk = desk
@@ -97,6 +98,7 @@ class ReviewPresenter(QObject):
         self._form = form
         self._print = print_form
         self._emergencies = open_emergencies
+        self._export = export
 
     @property
     def actor(self) -> Actor:
@@ -175,6 +177,19 @@ class ReviewPresenter(QObject):
         self, session_id: int, values: Mapping[str, object], form_version: str
     ) -> Pending[ReviewView]:
         return self._do(session_id, c.EnterPmfFields(dict(values), form_version), "PMF fields")
+
+    def export(self, session_id: int, fmt: str, path: str, page_size: str = "a4") -> Pending[Any]:
+        """The whole session to ``path`` as pdf, csv (zip), json or fhir, on the command
+        thread, audited as the signed-in user; refused with the reason (unsigned for FHIR, an
+        unwritable path, …)."""
+        export, actor = self._export, self.actor
+
+        def run() -> Any:
+            if export is None:
+                raise Refused(["Exports are not available here"])
+            return export(session_id, fmt, path, page_size, actor)
+
+        return self._runner.submit(run, "export")
 
     def print_pmf(self, view: ReviewView, path: str) -> Pending[None]:
         """The filled form as a PDF at ``path`` (refused, with the reasons, while incomplete)."""

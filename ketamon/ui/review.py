@@ -49,6 +49,13 @@ DAYS = (
     ("Last 7 days", 6, 0),
     ("Last 30 days", 29, 0),
 )
+#: what the review desk exports to (ketamon.exports.FORMATS)
+EXPORTS = (
+    ("pdf", "PDF (the whole record, printable)"),
+    ("csv", "CSV (zip: observations, doses, alarms)"),
+    ("json", "JSON (the record, versioned schema)"),
+    ("fhir", "FHIR R4 bundle (signed sessions)"),
+)
 PMF_STATES = ("any", "due", "warned", "overdue", "submitted", "not_required")
 
 
@@ -175,6 +182,19 @@ class ReviewWidget(QWidget):
         self.figures = QLabel("")
         self.figures.setWordWrap(True)
         self.body.addWidget(self.figures)
+        exports = QHBoxLayout()
+        self.export_format = QComboBox()
+        for fmt, label in EXPORTS:
+            self.export_format.addItem(label, fmt)
+        self.export_button = QPushButton("Export…")
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self.export_status = QLabel("")
+        self.export_status.setWordWrap(True)
+        exports.addWidget(QLabel("Export the session as"))
+        exports.addWidget(self.export_format)
+        exports.addWidget(self.export_button)
+        exports.addWidget(self.export_status, 1)
+        self.body.addLayout(exports)
         self.body.addWidget(QLabel("<b>Everything recorded, in time order</b>"))
         self.timeline = QListWidget()
         self.timeline.setMinimumHeight(220)
@@ -641,6 +661,36 @@ class ReviewWidget(QWidget):
         )
         if path:
             self.print_to(path)
+
+    def _on_export_clicked(self) -> None:
+        if self.view is None:
+            return
+        fmt = str(self.export_format.currentData())
+        suffix = {"pdf": "pdf", "csv": "zip", "json": "json", "fhir": "json"}[fmt]
+        name = f"session-{self.view.session_id}{'-fhir' if fmt == 'fhir' else ''}.{suffix}"
+        path, _ = QFileDialog.getSaveFileName(self, "Export the session", name)
+        if path:
+            self.export_to(path, fmt)
+
+    def export_to(self, path: str, fmt: str) -> Pending[Any]:
+        """Write the open session to ``path`` (the user chose it) as ``fmt``; audited."""
+        assert self.view is not None
+        self.export_status.setText("Exporting…")
+        pending = self.model.export(self.view.session_id, fmt, path)
+
+        def done(p: Pending[Any]) -> None:
+            if p.ok and p.result is not None:
+                r = p.result
+                self.export_status.setText(
+                    f"✔ Wrote {', '.join(str(x) for x in _get(r, 'paths'))} "
+                    f"({_get(r, 'bytes')} bytes, SHA-256 {str(_get(r, 'sha256'))[:16]}…)"
+                )
+                self.error.setText("")
+            else:
+                self.export_status.setText("")
+                self._after(p)
+
+        return pending.on_done(done)
 
     def print_to(self, path: str) -> None:
         """Write the filled PMF page to ``path`` (refused, with reasons, while incomplete)."""

@@ -237,3 +237,49 @@ def test_an_auditor_reads_but_cannot_sign(rig: Rig) -> None:
     p = w.model.sign(w.view.session_id, "reviewed_discharge_criteria_met", "audit pass 1").wait()
     assert not p.ok and "read-only" in p.reasons[0]
     QApplication.processEvents()
+
+
+def test_the_review_desk_exports_a_signed_session_and_audits_it(rig: Rig, tmp_path: Path) -> None:
+    import json
+    import zipfile
+
+    from sqlalchemy import text
+
+    from ketamon.core import commands as c
+
+    sid = finished_session(rig)
+    rig.station.sign_in("doctor", "demo")
+    w = review(rig)
+    w.open_session(sid).wait(30)
+    rig.settle()
+    # FHIR needs a signature: refused, with the reason, and no file
+    fhir = tmp_path / "s-fhir.json"
+    p = w.export_to(str(fhir), "fhir").wait(60)
+    rig.settle()
+    assert not p.ok and "sign" in w.error.text().lower() and not fhir.exists()
+    desk = w.model._desk  # sign through the desk (the PMF fields are tested above)
+    from ketamon.core import pmf
+
+    missing = pmf.missing_fields  # the form's own rules are tested elsewhere
+    pmf.missing_fields = lambda *a, **k: []  # type: ignore[assignment]
+    try:
+        desk.execute(sid, c.Sign("reviewed_discharge_criteria_met", "demo"), w.model.actor)
+    finally:
+        pmf.missing_fields = missing  # type: ignore[assignment]
+    for fmt, name in (("pdf", "s.pdf"), ("csv", "s.zip"), ("json", "s.json"), ("fhir", "f.json")):
+        out = tmp_path / name
+        p = w.export_to(str(out), fmt).wait(120)
+        rig.settle()
+        assert p.ok, p.reasons
+        assert out.exists() and "✔ Wrote" in w.export_status.text()
+    assert (tmp_path / "s.pdf").read_bytes().startswith(b"%PDF")
+    assert "observations.csv" in zipfile.ZipFile(tmp_path / "s.zip").namelist()
+    assert json.loads((tmp_path / "f.json").read_text())["resourceType"] == "Bundle"
+    with rig.engine.connect() as conn:
+        audited = conn.execute(
+            text(
+                "SELECT count(*) FROM audit_entry WHERE new_value LIKE '%review desk%' "
+                "OR reason LIKE '%review desk%'"
+            )
+        ).scalar()
+    assert audited == 4  # one per export, as the physician
