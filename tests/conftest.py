@@ -43,6 +43,10 @@ def _fresh_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "xdg-state"))
     monkeypatch.delenv("KETAMON_DATABASE_URL", raising=False)
+    # The suite's embedded databases are unencrypted (files it opens with plain sqlite3, and no
+    # OS credential store on a test machine); tests/storage/test_encryption.py covers SQLCipher.
+    monkeypatch.setenv("KETAMON_DB_KEY_SOURCE", "none")
+    monkeypatch.delenv("KETAMON_DB_PASSPHRASE", raising=False)
     monkeypatch.setenv("QT_QPA_PLATFORM", os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     yield home
 
