@@ -3,11 +3,13 @@ and the main window."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -25,6 +27,7 @@ from devices.protocols.simulator import SimulatorProtocol
 from devices.readings import Reading, Waveform
 from devices.transports import Transport
 from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
+from ketamon.clinic import registry
 from ketamon.config import ChairConfig, Config
 from ketamon.core.desk import Reviewed, SessionDesk
 from ketamon.core.pmf import build_form, deadline, pmf_required
@@ -107,6 +110,63 @@ class StationAuth:
         return Actor(u.id, u.username, u.full_name, role, u.credentials)
 
 
+class ClinicPresence:
+    """A GUI station on a clinic's PostgreSQL: registered with its chairs, a heartbeat every
+    2 s, and each chair's session, link and next item due published when they change, so the
+    central view shows this station's chairs as it shows a headless station's (issue 14).
+
+    Its own thread; it reads only immutable session snapshots and the thread-safe buffers.
+    A failed write is logged and tried again at the next beat: presence never stops a chair.
+    """
+
+    def __init__(self, engine: Any, name: str, models: Sequence[ChairPresenter]) -> None:
+        self.engine, self.name, self.models = engine, name, list(models)
+        self.station_id: int | None = None
+        self._published: dict[str, tuple[Any, ...]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clinic-presence", daemon=True)
+
+    def start(self) -> ClinicPresence:
+        self.station_id = registry.register(
+            self.engine, self.name, [m.name for m in self.models], kind="gui"
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+        if self.station_id is not None:
+            with contextlib.suppress(Exception):
+                registry.stopped(self.engine, self.station_id)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.beat()
+            except Exception as exc:  # the server away: the next beat tries again
+                log.warning("clinic presence: %s", exc)
+            if self._stop.wait(registry.HEARTBEAT_S):
+                return
+
+    def beat(self) -> None:
+        assert self.station_id is not None
+        registry.heartbeat(self.engine, self.station_id)
+        for m in self.models:
+            state = m.state
+            due = m.next_due() if state is not None else None
+            text = "" if state is None else "nothing due" if due is None else due.label
+            link = m.link.text
+            key = (None if state is None else state.session_id, link, text)
+            if self._published.get(m.name) == key:
+                continue
+            registry.update_chair(
+                self.engine, self.station_id, m.name, session_id=key[0], link=link, next_due=text
+            )
+            self._published[m.name] = key
+
+
 @dataclass
 class Station:
     """Everything one station runs: the database writer, the command thread, and one
@@ -122,6 +182,7 @@ class Station:
     models: list[ChairPresenter] = field(default_factory=list)
     wave_recorders: list[WaveformRecorder] = field(default_factory=list)
     hl7_out: Hl7OutWorker | None = None
+    presence: ClinicPresence | None = None
     writer: DatabaseWriter | None = None
     repository: SqlSessionRepository | None = None
     runner: CommandRunner | None = None
@@ -426,6 +487,14 @@ class Station:
     def start(self) -> None:
         for c in self.chairs:
             c.start()
+        writer = self.writer
+        if writer is not None and writer.engine.dialect.name == "postgresql" and self.models:
+            # a clinic database: show this station's chairs on the central view
+            name = f"{socket.gethostname()} (app)"
+            try:
+                self.presence = ClinicPresence(writer.engine, name, self.models).start()
+            except registry.ClinicError as exc:
+                log.error("clinic: %s", exc)  # a chair run elsewhere: this station still runs
 
     def unsaved(self) -> int:
         """Readings not yet committed or spooled (what a forced stop would lose)."""
@@ -433,6 +502,9 @@ class Station:
         return 0 if writer is None else writer.unsaved()
 
     def shutdown(self) -> None:
+        if self.presence is not None:
+            self.presence.stop()
+            self.presence = None
         for c in self.chairs:
             c.stop()
         for r in self.wave_recorders:
