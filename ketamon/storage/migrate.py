@@ -33,7 +33,12 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
-from ketamon.storage.database import DatabaseConfigError, DatabaseVersionError, describe
+from ketamon.storage.database import (
+    DatabaseConfigError,
+    DatabaseVersionError,
+    describe,
+    is_encrypted,
+)
 from ketamon.storage.database import sqlite_path as _sqlite_path
 from ketamon.storage.models import Base
 
@@ -45,7 +50,7 @@ log = logging.getLogger(__name__)
 
 #: The newest revision in ``migrations/versions`` (a test keeps the two in step). A database at
 #: this revision is opened without loading Alembic at all, which keeps start-up quick.
-HEAD = "0008"
+HEAD = "0009"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: pg_advisory_xact_lock key held while upgrading ("ketamon" in ASCII)
@@ -156,8 +161,11 @@ def default_backup_dir(db_file: str | Path) -> Path:
     return Path(db_file).resolve().parent / "backups"
 
 
-def backup_sqlite(db_file: str | Path, backup_dir: Path, revision: str | None) -> Path:
-    """Copy a live SQLite database with the backup API (consistent even while others write)."""
+def backup_sqlite(
+    db_file: str | Path, backup_dir: Path, revision: str | None, *, key: str | None = None
+) -> Path:
+    """Copy a live SQLite database with the backup API (consistent even while others write).
+    An encrypted database (``key``: its SQLCipher key) is copied encrypted under the same key."""
     db_file = Path(db_file)
     backup_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -168,9 +176,11 @@ def backup_sqlite(db_file: str | Path, backup_dir: Path, revision: str | None) -
         n += 1
         target = backup_dir / f"{base}-{n}.sqlite3"
     partial = target.with_name(target.name + ".partial")
-    src = sqlite3.connect(db_file)
+    if key is not None:
+        from ketamon.storage.crypto import connect
+    src = connect(db_file, key) if key is not None else sqlite3.connect(db_file)
     try:
-        dst = sqlite3.connect(partial)
+        dst = connect(partial, key) if key is not None else sqlite3.connect(partial)
         try:
             src.backup(dst)
             dst.execute("PRAGMA journal_mode=DELETE")
@@ -260,7 +270,10 @@ def upgrade_database(
         and os.path.exists(db_file)
         and os.path.getsize(db_file) > 0
     ):
-        backup = backup_sqlite(db_file, backup_dir or default_backup_dir(db_file), status.current)
+        key = engine.url.password if is_encrypted(engine) else None
+        backup = backup_sqlite(
+            db_file, backup_dir or default_backup_dir(db_file), status.current, key=key
+        )
         log.warning("backed up %s to %s before upgrading its schema", db_file, backup)
     try:
         with _migration_connection(engine) as conn:

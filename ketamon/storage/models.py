@@ -106,6 +106,7 @@ class Role(enum.StrEnum):
     PHYSICIAN = "physician"
     ADMIN = "admin"
     AUDITOR = "auditor"  # read-only review (clinical.md §8 item 42)
+    THERAPIST = "therapist"  # notes on the sessions assigned to them (issue 15)
     SYSTEM = "system"  # the built-in account automatic writes are made under; cannot log in
 
 
@@ -151,6 +152,8 @@ class StaffRole(enum.StrEnum):
 class DoseKind(enum.StrEnum):
     ESKETAMINE_DEVICE = "esketamine_device"  # one 28 mg nasal spray device
     IV_INFUSION = "iv_infusion"
+    IM_INJECTION = "im_injection"
+    ORAL = "oral"  # oral or sublingual
     OTHER = "other"
 
 
@@ -698,3 +701,71 @@ class StationChair(Base):
     next_due: Mapped[str] = mapped_column(String(200), default="")
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# ---- the treatment course (issue 15) ---------------------------------------------------------
+
+
+class TreatmentCourse(Base):
+    """A patient's course: its plan and where its screening stands (a projection of its
+    ``course_entry`` rows, which are the record)."""
+
+    __tablename__ = "treatment_course"
+    __audit__ = True
+    __table_args__ = (Index("ix_treatment_course_patient", "patient_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    indication: Mapped[str] = mapped_column(String(200))
+    treatment: Mapped[str] = mapped_column(String(32))
+    start_date: Mapped[date] = mapped_column(Date)
+    induction_sessions: Mapped[int] = mapped_column(Integer)
+    induction_per_week: Mapped[float] = mapped_column(Float)
+    maintenance_sessions: Mapped[int] = mapped_column(Integer)
+    maintenance_interval_days: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    opened_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    screened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: contraindications found at the latest screening and not overridden (comma-separated)
+    contraindications_open: Mapped[str] = mapped_column(Text, default="")
+    precautions: Mapped[str] = mapped_column(Text, default="")
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CourseEntryRow(Base):
+    """One entry of a course's record (:class:`ketamon.domain.course.CourseEntry`): opened,
+    screened, overridden, closed. Append-only like ``session_entry``; each has its audit row."""
+
+    __tablename__ = "course_entry"
+    __insert_only__ = True
+    __table_args__ = (Index("ix_course_entry_course", "course_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("treatment_course.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    author_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    data: Mapped[str] = mapped_column(Text)
+
+
+class DoseWaste(Base):
+    """Drug wasted, or a partly used esketamine device disposed, witnessed by a second user."""
+
+    __tablename__ = "dose_waste"
+    __audit__ = True
+    __table_args__ = (
+        CheckConstraint("mg > 0", name="mg_positive"),
+        CheckConstraint("witnessed_by_id <> recorded_by_id", name="witness_is_second_user"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("treatment_session.id"), index=True)
+    wasted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    product: Mapped[str] = mapped_column(String(64))
+    lot: Mapped[str] = mapped_column(String(64))
+    mg: Mapped[float] = mapped_column(Float)
+    device_number: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    witnessed_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))

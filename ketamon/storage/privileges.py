@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from ketamon.storage.models import Base
 
 #: tables the app may only insert into and read
-APPEND_ONLY = ("audit_entry", "session_entry", "audit_gap")
+APPEND_ONLY = ("audit_entry", "session_entry", "audit_gap", "course_entry")
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 

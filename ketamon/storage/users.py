@@ -26,7 +26,7 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 128
 MAX_NAME_LENGTH = 200
 #: roles a person can hold (``system`` is the built-in account's alone)
-HUMAN_ROLES = (Role.NURSE, Role.PHYSICIAN, Role.ADMIN, Role.AUDITOR)
+HUMAN_ROLES = (Role.NURSE, Role.PHYSICIAN, Role.ADMIN, Role.AUDITOR, Role.THERAPIST)
 DEMO_PASSWORD = "demo"
 DEMO_USERS = (
     ("nurse", "Demo Nurse (DEMO)", Role.NURSE, "RN"),
