@@ -28,6 +28,7 @@ from devices.readings import Reading, Waveform
 from devices.transports import Transport
 from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
 from ketamon.clinic import registry
+from ketamon.clinic.feed import CentralFeed
 from ketamon.config import ChairConfig, Config
 from ketamon.core.desk import Reviewed, SessionDesk
 from ketamon.core.pmf import build_form, deadline, pmf_required
@@ -61,6 +62,7 @@ from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
 from ketamon.storage.waves import WaveformRecorder, session_waveform
 from ketamon.storage.writer import DatabaseWriter
 from ketamon.ui import theme
+from ketamon.ui.central import CentralWidget
 from ketamon.ui.chair_view import ChairViewWidget
 from ketamon.ui.login import LoginDialog, ResumeSessionsDialog
 from ketamon.ui.main_window import MainWindow
@@ -183,6 +185,7 @@ class Station:
     wave_recorders: list[WaveformRecorder] = field(default_factory=list)
     hl7_out: Hl7OutWorker | None = None
     presence: ClinicPresence | None = None
+    central_feed: CentralFeed | None = None
     writer: DatabaseWriter | None = None
     repository: SqlSessionRepository | None = None
     runner: CommandRunner | None = None
@@ -502,6 +505,9 @@ class Station:
         return 0 if writer is None else writer.unsaved()
 
     def shutdown(self) -> None:
+        if self.central_feed is not None:
+            self.central_feed.stop()
+            self.central_feed = None
         if self.presence is not None:
             self.presence.stop()
             self.presence = None
@@ -542,7 +548,23 @@ def build_window(station: Station, title: str) -> MainWindow:
     review = station.review_presenter()
     meanings = [(m.id, m.text) for m in load_meanings().for_use("sign")]
     window.add_review(ReviewWidget(review, station.profile, meanings))
+    add_clinic_tab(station, window)
     return window
+
+
+def add_clinic_tab(station: Station, window: MainWindow) -> CentralWidget | None:
+    """On a clinic's PostgreSQL, a physician's window also shows every chair of every station
+    (the central view, read-only), in a tab after the review desk."""
+    writer, user = station.writer, station.user
+    if writer is None or writer.engine.dialect.name != "postgresql" or user is None:
+        return None
+    if user.role is not Role.PHYSICIAN:
+        return None
+    if station.central_feed is None:
+        station.central_feed = CentralFeed(station.database_url).start()
+    central = CentralWidget(station.central_feed, station.profile)
+    window.tabs.addTab(central, "Clinic")
+    return central  # its timers run only while it is shown; its charts are its children
 
 
 def make_station(

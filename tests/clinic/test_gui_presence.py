@@ -66,3 +66,35 @@ def test_an_app_station_appears_on_the_central_view(qtbot, pg_url: str, tmp_path
     finally:
         engine.dispose()
     assert tuple(state) == ("gui", "stopped")
+
+
+def test_a_physicians_window_has_the_clinic_tab(qtbot, pg_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ketamon.app import build_window
+
+    config = Config(chairs=(ChairConfig(name="Chair G2", protocol="simulator"),))
+    paths = AppPaths(tmp_path / "d", tmp_path / "d").ensure()
+    station = make_station(paths, config, load_profile(config), pg_url, demo=False)
+    try:
+        assert station.writer is not None
+        with Session(station.writer.engine) as s, s.begin():
+            nobody = system_user_id(s)
+            with acting_as(s, nobody):
+                for name, role in (("nina", Role.NURSE), ("paul", Role.PHYSICIAN)):
+                    create_user(s, username=name, full_name=name, role=role, password="pw 4 all!!")
+        station.sign_in("nina", "pw 4 all!!")
+        nurse_window = build_window(station, "t")
+        qtbot.addWidget(nurse_window)
+        tabs = [nurse_window.tabs.tabText(i) for i in range(nurse_window.tabs.count())]
+        assert "Clinic" not in tabs
+        station.sign_in("paul", "pw 4 all!!")
+        window = build_window(station, "t")
+        qtbot.addWidget(window)
+        tabs = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+        assert tabs[-1] == "Clinic" and station.central_feed is not None
+        window.tabs.setCurrentIndex(len(tabs) - 1)
+        window.show()
+        qtbot.waitUntil(lambda: station.central_feed.snapshot.connected, timeout=10_000)  # type: ignore[union-attr]
+        window.close()
+        nurse_window.close()
+    finally:
+        station.shutdown()
