@@ -38,6 +38,9 @@ class Config:
     chairs: tuple[ChairConfig, ...] = field(default=())
     #: the [hl7_out] table as written (checked by ketamon.hl7out.parse_settings)
     hl7_out: dict[str, Any] = field(default_factory=dict)
+    #: [encryption]: where the embedded database's key comes from (ketamon.storage.crypto)
+    key_source: str = "keyring"
+    passphrase_file: str = ""
 
 
 def parse_tcp(text: str, where: str = "--tcp") -> tuple[str, int]:
@@ -160,6 +163,7 @@ def parse_config(text: str, origin: str) -> Config:
         "site_file",
         "chair",
         "hl7_out",
+        "encryption",
     }
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -168,6 +172,9 @@ def parse_config(text: str, origin: str) -> Config:
             raise ConfigError(f"{origin}: {key!r} must be a string")
     if not isinstance(data.get("hl7_out", {}), dict):
         raise ConfigError(f"{origin}: 'hl7_out' must be a table ([hl7_out])")
+    key_source, passphrase_file = (
+        _encryption(data["encryption"], origin) if "encryption" in data else ("keyring", "")
+    )
     chairs_raw = data.get("chair", [])
     if not isinstance(chairs_raw, list):
         raise ConfigError(f"{origin}: 'chair' must be an array of tables ([[chair]])")
@@ -181,7 +188,32 @@ def parse_config(text: str, origin: str) -> Config:
         site_file=data.get("site_file", ""),
         chairs=chairs,
         hl7_out=dict(data.get("hl7_out", {})),
+        key_source=key_source,
+        passphrase_file=passphrase_file,
     )
+
+
+def _encryption(raw: Any, origin: str) -> tuple[str, str]:
+    """The [encryption] table: key_source and passphrase_file (README: Encryption at rest)."""
+    from ketamon.storage.crypto import KEY_SOURCES
+
+    where = f"{origin}: [encryption]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(raw) - {"key_source", "passphrase_file"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    source = raw.get("key_source", "keyring")
+    if source not in KEY_SOURCES:
+        raise ConfigError(
+            f"{where}: key_source must be one of {', '.join(KEY_SOURCES)}, got {source!r}"
+        )
+    pfile = raw.get("passphrase_file", "")
+    if not isinstance(pfile, str):
+        raise ConfigError(f"{where}: passphrase_file must be a string (a file path)")
+    if pfile and source != "passphrase":
+        raise ConfigError(f'{where}: passphrase_file needs key_source = "passphrase"')
+    return str(source), pfile
 
 
 def load_config(path: Path) -> Config:
@@ -195,10 +227,19 @@ def load_config(path: Path) -> Config:
 
 
 def database_url(cli_url: str | None, config: Config, default_sqlite_url: str) -> str:
-    """--db > KETAMON_DATABASE_URL > config file > embedded SQLite."""
-    return (
+    """--db > KETAMON_DATABASE_URL > config file > embedded SQLite. A SQLite file is encrypted
+    with the key from [encryption] key_source (``KETAMON_DB_KEY_SOURCE`` overrides it)."""
+    from ketamon.storage.crypto import SOURCE_ENV, KeySettings, check_source, mark_url
+
+    url = (
         cli_url
         or os.environ.get("KETAMON_DATABASE_URL")
         or config.database_url
         or (default_sqlite_url)
     )
+    if not url.startswith("sqlite"):
+        return url
+    env = os.environ.get(SOURCE_ENV)
+    source = check_source(env, SOURCE_ENV) if env else config.key_source
+    pfile = config.passphrase_file if source == "passphrase" else ""
+    return mark_url(url, KeySettings(source, pfile))

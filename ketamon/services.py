@@ -149,13 +149,61 @@ def build_monitor(
 def open_database(url: str, *, backup_dir: Path | None = None) -> Engine:
     """Open the database and bring its schema up to date (SQLite: backup first).
 
-    Raises :class:`DatabaseVersionError` for a database written by a newer ketamon and
+    A SQLite URL with a key policy (``ketamon.config.database_url``) opens an encrypted
+    database; an unencrypted one from an earlier ketamon is encrypted in place first, after an
+    encrypted, checked backup, and the change is audited.
+
+    Raises :class:`DatabaseVersionError` for a database written by a newer ketamon,
+    :class:`~ketamon.storage.crypto.DatabaseKeyError` for a wrong or missing key and
     :class:`~ketamon.storage.database.DatabaseConfigError` when it cannot be reached.
     """
+    encrypted_from_plain = _encrypt_plain_database(url, backup_dir)
     engine = make_engine(url)
     try:
         upgrade_database(engine, backup_dir=backup_dir)
+        if encrypted_from_plain is not None:
+            _audit_encryption(engine, encrypted_from_plain)
     except BaseException:
         engine.dispose()
         raise
     return engine
+
+
+def _encrypt_plain_database(url: str, backup_dir: Path | None) -> tuple[str, Path] | None:
+    """Encrypt an unencrypted SQLite file in place when the URL's policy wants a key: returns
+    (the key source, the backup), or None when there was nothing to do."""
+    from sqlalchemy.engine import make_url
+
+    from ketamon.storage import crypto
+    from ketamon.storage.database import normalise_url, sqlite_path
+    from ketamon.storage.migrate import default_backup_dir
+
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() != "sqlite":
+        return None
+    u, settings = crypto.settings_of(u)
+    path = sqlite_path(u)
+    if settings is None or path is None or crypto.file_state(path) != "plain":
+        return None
+    key = crypto.resolve_key(path, settings)
+    backup = crypto.encrypt_in_place(path, key, backup_dir or default_backup_dir(path))
+    return settings.source, backup
+
+
+def _audit_encryption(engine: Engine, done: tuple[str, Path]) -> None:
+    from sqlalchemy.orm import Session
+
+    from ketamon.storage.audit import acting_as, append_entry
+    from ketamon.storage.models import AuditAction
+
+    source, backup = done
+    with Session(engine) as s, s.begin(), acting_as(s, system_user_id(s)):
+        append_entry(
+            s,
+            action=AuditAction.UPDATE,
+            entity="database",
+            field="encryption",
+            old="none",
+            new={"cipher": "sqlcipher", "key_source": source, "backup": backup.name},
+            why="an unencrypted database from an earlier ketamon, encrypted at rest",
+        )

@@ -2,10 +2,15 @@
 
 The schema is made and changed only by the migrations (:mod:`ketamon.storage.migrate`);
 ``ketamon.services.open_database`` opens an engine and upgrades it.
+
+A SQLite URL that carries a key policy (:func:`ketamon.storage.crypto.mark_url`) opens an
+encrypted database (SQLCipher); a PostgreSQL URL naming a remote host gets ``sslmode=require``
+unless it (or ``PGSSLMODE``) says otherwise (:func:`with_tls`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,8 +19,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: hosts that never leave the machine (a host starting with "/" is a Unix socket folder)
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: libpq's sslmodes that refuse a connection without TLS
+TLS_MODES = ("require", "verify-ca", "verify-full")
 
 
 class DatabaseConfigError(ValueError):
@@ -80,6 +92,11 @@ def user_message(exc: BaseException, url: str | URL | None = None) -> str:
         hint = "it cannot be opened: check the path and its folder's permissions"
     elif "disk" in low and "full" in low:
         hint = "the disk is full"
+    elif "not a database" in low:
+        hint = (
+            "it does not open: it is encrypted with another key, or it is not a ketamon "
+            "database (see the README, 'Encryption at rest')"
+        )
     else:
         hint = "it cannot be used"
     return f"{where}: {hint} ({msg})"
@@ -87,6 +104,8 @@ def user_message(exc: BaseException, url: str | URL | None = None) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    if type(dbapi_conn).__module__.startswith("sqlcipher3"):
+        cur.execute("PRAGMA cipher_log_level = NONE")  # ketamon says what is wrong, once
     # WAL lets the UI read while the writer commits; FULL makes a commit survive a power cut.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
@@ -104,25 +123,87 @@ def sqlite_path(url: str | URL) -> str | None:
 
 
 def make_engine(url: str) -> Engine:
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        path = sqlite_path(url)
-        if path:
-            folder = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(folder):
-                os.makedirs(folder, mode=0o700, exist_ok=True)
-            _private_file(path)
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False}, hide_parameters=True
-        )
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+    """An engine for the URL. SQLite: the file (and its folder) owner-only, WAL; with a key
+    policy on the URL the key is found (or made) and checked first, so a wrong or missing key
+    raises :class:`~ketamon.storage.crypto.DatabaseKeyError` before anything is written.
+    PostgreSQL: TLS for a remote host (:func:`with_tls`)."""
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() == "sqlite":
+        return _sqlite_engine(u)
     return create_engine(
-        url,
+        with_tls(u),
         hide_parameters=True,  # no SQL parameter (a password hash) in any error or log
         pool_pre_ping=True,
         connect_args={"connect_timeout": 10, "application_name": "ketamon"},
     )
+
+
+def _sqlite_engine(u: URL) -> Engine:
+    from ketamon.storage import crypto
+
+    u, settings = crypto.settings_of(u)
+    path = sqlite_path(u)
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+    state = crypto.file_state(path) if path else "new"
+    if settings is not None and path:
+        if state != "plain":  # a plain file is opened as it is (open_database encrypts it)
+            key = crypto.resolve_key(path, settings)
+            if state == "encrypted":
+                crypto.check_key(path, key, settings)
+            u = u.set(drivername="sqlite+pysqlcipher", password=key)
+    elif state == "encrypted" and u.get_driver_name() != "pysqlcipher":
+        raise crypto.DatabaseKeyError(
+            f"the database {path} is encrypted (or is not a SQLite database) and no key is set "
+            f'for it (key_source = "none"): set key_source in [encryption] of config.toml '
+            f"({crypto.HELP})"
+        )
+    if path:
+        _private_file(path)
+    cipher = u.get_driver_name() == "pysqlcipher"
+    engine = create_engine(
+        u,
+        connect_args={"check_same_thread": False},
+        hide_parameters=True,
+        # the pysqlcipher dialect would keep one connection per thread; use pysqlite's pool
+        **({"poolclass": QueuePool} if cipher else {}),
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def is_encrypted(engine: Engine) -> bool:
+    """The engine opens its SQLite database with a SQLCipher key."""
+    return engine.url.get_driver_name() == "pysqlcipher" and bool(engine.url.password)
+
+
+def with_tls(u: URL) -> URL:
+    """A PostgreSQL URL naming a host other than this machine gets ``sslmode=require`` (libpq
+    then refuses a server without TLS). A URL that sets ``sslmode`` itself is used as written
+    (a weaker mode to a remote host is logged), as is a strong ``PGSSLMODE`` in the
+    environment; localhost and Unix sockets are exempt. ``require`` encrypts but does not check
+    the server's certificate: ``sslmode=verify-full`` with ``sslrootcert`` does."""
+    hosts = [h for h in (u.host or "").split(",") if h]
+    qhost = u.query.get("host")
+    for h in [qhost] if isinstance(qhost, str) else list(qhost or ()):
+        hosts += [x for x in h.split(",") if x]
+    remote = [h for h in hosts if not h.startswith("/") and h.strip("[]") not in LOCAL_HOSTS]
+    if not remote:
+        return u
+    mode = u.query.get("sslmode")
+    if mode is not None:
+        if mode not in TLS_MODES:
+            log.warning(
+                "the PostgreSQL URL for %s sets sslmode=%s: the connection may be unencrypted",
+                remote[0],
+                mode,
+            )
+        return u
+    if os.environ.get("PGSSLMODE") in TLS_MODES:
+        return u
+    return u.update_query_dict({"sslmode": "require"})
 
 
 def _private_file(path: str) -> None:
