@@ -85,7 +85,24 @@ def bench_decode() -> None:
 
 
 def bench_ingest() -> None:
-    """Sustained writer ingest vs raw sqlite3 executemany on the same kind of file."""
+    """Sustained writer ingest, on a plain and on a SQLCipher-encrypted file in the same run,
+    vs raw sqlite3 executemany on the same kind of file."""
+    from ketamon.storage.crypto import raw_key
+
+    with tempfile.TemporaryDirectory() as d:
+        plain, committed, commits = _ingest_writer(
+            f"sqlite:///{d}/bench.sqlite3", "", exposure=True
+        )
+        # the same, encrypted at rest (a random raw key, as the keyring key source gives it)
+        url = f"sqlite+pysqlcipher://:{raw_key(os.urandom(32))}@/{d}/bench-sqlcipher.sqlite3"
+        cipher, _, _ = _ingest_writer(url, "_sqlcipher")
+        emit("ingest_sqlcipher_relative_rate", cipher / plain * 100, "%")
+        _ingest_raw(d, committed, commits)
+
+
+def _ingest_writer(url: str, suffix: str, *, exposure: bool = False) -> tuple[float, int, int]:
+    """The writer's sustained rate on ``url`` (16 producer threads); returns it, and the
+    readings and commits at saturation."""
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
@@ -105,32 +122,32 @@ def bench_ingest() -> None:
         make_reading("hr", 70 + i % 10, t0 + timedelta(seconds=i), quality=Quality.DEMO)
         for i in range(1000)
     ]
-    with tempfile.TemporaryDirectory() as d:
-        engine = open_database(f"sqlite:///{d}/bench.sqlite3")
-        writer = DatabaseWriter(engine, user_id=system_user_id(engine)).start()
+    engine = open_database(url)
+    writer = DatabaseWriter(engine, user_id=system_user_id(engine)).start()
 
-        def mk(s: Session) -> int:
-            p = get_or_create_patient(s, "B", "B", "B")
-            return start_session(s, chair="b", patient=p, device="bench", started=t0).id
+    def mk(s: Session) -> int:
+        p = get_or_create_patient(s, "B", "B", "B")
+        return start_session(s, chair="b", patient=p, device="bench", started=t0).id
 
-        sid = writer.call(mk)
-        start = time.perf_counter()
+    sid = writer.call(mk)
+    start = time.perf_counter()
 
-        # 16 producer threads, like 16 chairs, each submitting batches of 10.
-        def produce() -> None:
-            for k in range(0, n_total // 16, 10):
-                writer.submit_readings(sid, readings[k % 990 : k % 990 + 10])
+    # 16 producer threads, like 16 chairs, each submitting batches of 10.
+    def produce() -> None:
+        for k in range(0, n_total // 16, 10):
+            writer.submit_readings(sid, readings[k % 990 : k % 990 + 10])
 
-        threads = [threading.Thread(target=produce) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        writer.wait_idle(120)
-        dt = time.perf_counter() - start
-        committed = writer.stats.readings_committed
-        emit("ingest_writer_sustained", committed / dt, "readings/s")
-        emit("ingest_writer_commits_at_saturation", writer.stats.commits, "commits")
+    threads = [threading.Thread(target=produce) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.wait_idle(120)
+    dt = time.perf_counter() - start
+    committed, commits = writer.stats.readings_committed, writer.stats.commits
+    emit(f"ingest_writer_sustained{suffix}", committed / dt, "readings/s")
+    if exposure:
+        emit("ingest_writer_commits_at_saturation", commits, "commits")
         # Exposure window at a clinic's load: 16 chairs, each 5 numerics/s, for 5 s.
         writer.stats.max_exposure_s = 0.0
         end = time.perf_counter() + 5.0
@@ -140,42 +157,53 @@ def bench_ingest() -> None:
             time.sleep(1.0)
         writer.wait_idle(30)
         emit("ingest_writer_exposure_max_16_chairs", writer.stats.max_exposure_s * 1000, "ms")
-        committed = writer.stats.readings_committed
-        writer.stop()
-        with Session(engine) as s:
-            assert s.scalar(select(func.count()).select_from(VitalReading)) == committed
-        engine.dispose()
+    stored = writer.stats.readings_committed
+    writer.stop()
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(VitalReading)) == stored
+    engine.dispose()
+    return committed / dt, committed, commits
 
-        con = sqlite3.connect(f"{d}/raw.sqlite3")
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=FULL")
-        # The same shape as vital_reading, with its (session_id, host_time) index.
-        con.execute(
-            "CREATE TABLE r (id INTEGER PRIMARY KEY, session_id INT, parameter TEXT, value REAL,"
-            " unit TEXT, mdc TEXT, host_time TEXT, device_time TEXT, quality INT, source TEXT,"
-            " entered_by_id INT)"
-        )
-        con.execute("CREATE INDEX r_session_time ON r (session_id, host_time)")
-        rows = [
-            (1, r.parameter, r.value, r.unit, r.mdc, r.host_time.isoformat(), None, 8, "bench")
-            for r in readings
-        ]
-        start = time.perf_counter()
-        done = 0
-        # Same commit cadence as the writer achieved: one transaction per batch it committed.
-        per_commit = max(1, committed // max(1, writer.stats.commits))
-        while done < n_total:
-            batch = (rows * (per_commit // len(rows) + 1))[:per_commit]
-            with con:
-                con.executemany(
-                    "INSERT INTO r (session_id, parameter, value, unit, mdc, host_time,"
-                    " device_time, quality, source) VALUES (?,?,?,?,?,?,?,?,?)",
-                    batch,
-                )
-            done += len(batch)
-        dt = time.perf_counter() - start
-        con.close()
-        emit("ingest_raw_sqlite3_executemany", done / dt, "readings/s")
+
+def _ingest_raw(d: str, committed: int, commits: int) -> None:
+    from devices.readings import Quality, make_reading
+
+    n_total = 100_000
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = [
+        make_reading("hr", 70 + i % 10, t0 + timedelta(seconds=i), quality=Quality.DEMO)
+        for i in range(1000)
+    ]
+    con = sqlite3.connect(f"{d}/raw.sqlite3")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    # The same shape as vital_reading, with its (session_id, host_time) index.
+    con.execute(
+        "CREATE TABLE r (id INTEGER PRIMARY KEY, session_id INT, parameter TEXT, value REAL,"
+        " unit TEXT, mdc TEXT, host_time TEXT, device_time TEXT, quality INT, source TEXT,"
+        " entered_by_id INT)"
+    )
+    con.execute("CREATE INDEX r_session_time ON r (session_id, host_time)")
+    rows = [
+        (1, r.parameter, r.value, r.unit, r.mdc, r.host_time.isoformat(), None, 8, "bench")
+        for r in readings
+    ]
+    start = time.perf_counter()
+    done = 0
+    # Same commit cadence as the writer achieved: one transaction per batch it committed.
+    per_commit = max(1, committed // max(1, commits))
+    while done < n_total:
+        batch = (rows * (per_commit // len(rows) + 1))[:per_commit]
+        with con:
+            con.executemany(
+                "INSERT INTO r (session_id, parameter, value, unit, mdc, host_time,"
+                " device_time, quality, source) VALUES (?,?,?,?,?,?,?,?,?)",
+                batch,
+            )
+        done += len(batch)
+    dt = time.perf_counter() - start
+    con.close()
+    emit("ingest_raw_sqlite3_executemany", done / dt, "readings/s")
 
 
 def bench_station() -> None:
