@@ -361,7 +361,8 @@ def resolve_key(path: str | Path, settings: KeySettings, *, new_key: bool = Fals
         if state == "encrypted":
             raise DatabaseKeyError(
                 f"the database {db} is encrypted but {settings.describe()} holds no key for it: "
-                f"restore the key from your key backup with 'ketamon key import' ({HELP})"
+                f"put the key from your key backup back with 'keyring set {KEYRING_SERVICE} "
+                f"{KEYRING_ENTRY}' ({HELP})"
             )
         hex_key = secrets.token_hex(32)
         store_keyring_key(hex_key)

@@ -358,6 +358,25 @@ def test_schema_backup_of_an_encrypted_database_is_encrypted(
         con.close()
 
 
+def test_rekey_changes_the_key_and_keeps_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: MemoryKeyring
+) -> None:
+    db = make_encrypted(tmp_path, monkeypatch, "keyring")
+    old = crypto.resolve_key(db, crypto.KeySettings("keyring"))
+    new = crypto.raw_key(bytes(range(32)))
+    backup = crypto.rekey(db, old, new, tmp_path / "bk")
+    crypto.check_key(db, new)
+    crypto.check_key(backup, new)
+    with pytest.raises(DatabaseKeyError, match="does not open with the key given"):
+        crypto.check_key(db, old)
+    con = crypto.connect(db, new)
+    try:
+        assert con.execute("SELECT last_name FROM patient").fetchall() == [(NAME[1],)]
+    finally:
+        con.close()
+    assert NAME[1].encode() not in all_bytes(db.parent) + backup.read_bytes()
+
+
 # ---- a passphrase ------------------------------------------------------------------------------
 
 
