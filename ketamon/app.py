@@ -665,6 +665,35 @@ class QtSignalStop:
             signal.signal(sig, handler)
 
 
+def ask_database_passphrase(db: str, new: bool) -> str | None:
+    """The database passphrase typed at station start (key_source = "passphrase" with no
+    KETAMON_DB_PASSPHRASE and no passphrase_file); twice for a new database."""
+    from PySide6.QtWidgets import QInputDialog, QLineEdit
+
+    from ketamon.storage.crypto import MIN_PASSPHRASE, DatabaseKeyError
+
+    title = "ketamon: database passphrase"
+    if new:
+        label = (
+            f"A new passphrase for the database {db} (at least {MIN_PASSPHRASE} characters). "
+            "Record it where the clinic keeps its secrets: without it the data cannot be opened."
+        )
+    else:
+        label = f"The passphrase of the database {db}:"
+    text, ok = QInputDialog.getText(None, title, label, QLineEdit.EchoMode.Password)
+    if not ok or not text:
+        return None
+    if new:
+        again, ok = QInputDialog.getText(
+            None, title, "The same passphrase again:", QLineEdit.EchoMode.Password
+        )
+        if not ok:
+            return None
+        if again != text:
+            raise DatabaseKeyError("the two passphrases differ; nothing was changed")
+    return str(text)
+
+
 def _run(
     app: QApplication,
     signals: QtSignalStop,
@@ -676,7 +705,18 @@ def _run(
     clock: Clock | None,
     site: SiteProfile | None,
 ) -> int:
-    station = make_station(paths, config, profile, database_url, demo=demo, clock=clock, site=site)
+    from ketamon.storage import crypto
+
+    crypto.set_passphrase_prompt(ask_database_passphrase)
+    try:
+        station = make_station(
+            paths, config, profile, database_url, demo=demo, clock=clock, site=site
+        )
+    except crypto.DatabaseKeyError as exc:  # said in the window too; the caller exits 2
+        QMessageBox.critical(None, "ketamon: the database does not open", str(exc))
+        raise
+    finally:
+        crypto.set_passphrase_prompt(None)
     signals.unsaved = station.unsaved
     if station.user is None:
         dialog: LoginDialog[Actor] = LoginDialog(

@@ -526,3 +526,49 @@ def test_strong_pgsslmode_in_the_environment_is_kept(monkeypatch: pytest.MonkeyP
         assert "sslmode" not in engine.url.query  # libpq uses the stronger PGSSLMODE
     finally:
         engine.dispose()
+
+
+# ---- the window asks for the passphrase ---------------------------------------------------------
+
+
+def test_the_window_asks_for_the_passphrase_at_start(
+    qtbot: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QInputDialog
+
+    from ketamon.app import ask_database_passphrase
+
+    labels: list[str] = []
+
+    def answer(texts: list[str]) -> None:
+        def fill() -> None:
+            dialog = QApplication.activeModalWidget()
+            assert isinstance(dialog, QInputDialog)
+            labels.append(dialog.labelText())
+            if texts[1:]:
+                answer(texts[1:])
+            dialog.setTextValue(texts[0])
+            dialog.accept()
+
+        QTimer.singleShot(0, fill)
+
+    db = tmp_path / "gui" / "ketamon.sqlite3"
+    url = url_for(db, monkeypatch, "passphrase")
+    crypto.set_passphrase_prompt(ask_database_passphrase)
+    answer([PASSPHRASE, PASSPHRASE + "x"])
+    with pytest.raises(DatabaseKeyError, match="the two passphrases differ"):
+        open_database(url)
+    answer([PASSPHRASE, PASSPHRASE])
+    open_database(url).dispose()
+    assert "A new passphrase for the database" in labels[0] and str(db) in labels[0]
+    assert labels[1] == "The same passphrase again:"
+    crypto.forget_passphrases()
+    answer([PASSPHRASE])
+    engine = open_database(url)
+    try:
+        add_patient(engine)
+    finally:
+        engine.dispose()
+    assert labels[-1] == f"The passphrase of the database {db}:"
+    assert NAME[1].encode() not in all_bytes(db.parent)
