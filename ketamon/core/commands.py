@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ketamon.domain.alarms import AlarmEvent
+from ketamon.domain.dosing import Supply
 from ketamon.domain.record import PatientInfo, Plan
 from ketamon.domain.session_rules import PrescriberDecision
 
@@ -61,11 +62,14 @@ class OverrideMissingBp:
 @dataclass(frozen=True, slots=True)
 class LogDevice:
     lot: str
+    expiry: str = ""  # ISO date; checked when given
 
 
 @dataclass(frozen=True, slots=True)
 class StartInfusion:
-    pass
+    #: the bag's product, concentration, lot and expiry (dose accountability); optional
+    supply: Supply | None = None
+    drawn_mg: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +251,59 @@ class RecordPmfSubmission:
     reference: str
 
 
+# ---- the treatment course (issue 15) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdministerDose:
+    """An IM or oral/sublingual dose, as planned: the mg follow from the plan (mg/kg x weight
+    for IM, mg for oral); ``drawn_mg`` is what was drawn up or dispensed (the rest is waste)."""
+
+    supply: Supply
+    drawn_mg: float
+    site: str = ""  # IM: a key of ketamon.domain.dosing.IM_SITES
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWaste:
+    """Drug wasted (or a partly used esketamine device disposed), witnessed by a second user
+    who signs in with their own password."""
+
+    product: str
+    lot: str
+    mg: float
+    reason: str
+    witness: Credentials | None = None
+    device_number: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordScale:
+    """A PHQ-9, BPRS+, CGI-S, CGI-I or MADRS rating (item -> score)."""
+
+    scale: str
+    items: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSuicidalityAction:
+    """The clinician's action on a PHQ-9 item-9 answer above 0 (acknowledges the flag)."""
+
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class AssignTherapist:
+    """A therapist joins the session: they sign in at the chair with their own password."""
+
+    therapist: Credentials
+
+
+@dataclass(frozen=True, slots=True)
+class AddTherapistNote:
+    text: str
+
+
 Command = (
     StartSession
     | RecordScreening
@@ -274,4 +331,10 @@ Command = (
     | EndMonitoring
     | RecordAlarmEvents
     | RecordLink
+    | AdministerDose
+    | RecordWaste
+    | RecordScale
+    | RecordSuicidalityAction
+    | AssignTherapist
+    | AddTherapistNote
 )

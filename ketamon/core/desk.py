@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from ketamon.core.ports import Authenticator, EntryDraft, SessionRepository
 from ketamon.core.session import Refused
 from ketamon.domain.record import SessionEntry, SessionState, apply, fold
-from ketamon.domain.roles import Action, Actor, refusal
+from ketamon.domain.roles import Action, Actor, Role, refusal
 
 C = TypeVar("C")
 
@@ -95,6 +95,8 @@ class SessionDesk:
         state = fold(entries)
         if state is None:
             raise Refused([f"There is no session {session_id}"])
+        if actor.role is Role.THERAPIST and actor.id not in state.therapist_ids:
+            raise Refused(["A therapist reads only the sessions they are assigned to"])
         return Reviewed(entries, state)
 
     def execute(self, session_id: int, command: object, actor: Actor) -> Reviewed:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ketamon.domain.dosing import IM_SITES, ORAL_FORMS
+from ketamon.domain.outcome_scales import SPECS, ScaleId
 from ketamon.domain.prompts import Prompt, PromptState
 from ketamon.domain.record import EntryKind, SessionEntry, SessionState
 from ketamon.domain.session_clock import SessionClock
@@ -55,7 +57,15 @@ KIND_LABELS = {
     EntryKind.COUNTERSIGNED: "Addendum countersigned",
     EntryKind.PMF_FIELDS: "PMF fields entered",
     EntryKind.PMF_SUBMITTED: "PMF submitted",
+    EntryKind.ADMINISTERED: "Dose given",
+    EntryKind.WASTE: "Waste (witnessed)",
+    EntryKind.SCALE: "Rating scale",
+    EntryKind.SUICIDALITY_ACTION: "PHQ-9 item 9: action taken",
+    EntryKind.THERAPIST_ASSIGNED: "Therapist assigned",
+    EntryKind.THERAPIST_NOTE: "Therapist note",
 }
+#: entries of the therapist, kept apart from the nursing record (issue 15)
+THERAPIST_KINDS = frozenset({EntryKind.THERAPIST_NOTE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +214,9 @@ def describe(e: SessionEntry, kinds: Mapping[int, EntryKind] | None = None) -> s
             f"by {d.get('method', '')} at {d.get('submitted_at', '')}, reference "
             f"{d.get('reference', '')} (form {d.get('form_version', '')})"
         )
+    course = _describe_course(e)
+    if course is not None:
+        return course
     if k is EntryKind.DISCHARGED:
         text = f"after {d['total_min']} min; ready to leave at {d['ready_to_leave_min']} min"
         if d.get("unmet"):
@@ -213,13 +226,64 @@ def describe(e: SessionEntry, kinds: Mapping[int, EntryKind] | None = None) -> s
     return ""
 
 
-def record_lines(entries: Iterable[SessionEntry], *, alarms: bool = True) -> list[RecordLine]:
-    """The record in time order (entries with equal times keep the order they were made)."""
+def _describe_course(e: SessionEntry) -> str | None:
+    """The treatment-course entries (issue 15) in words; None: not one of them."""
+    d = e.data
+    k = e.kind
+    if k is EntryKind.ADMINISTERED:
+        how = (
+            f"IM {float(d['given_mg']):g} mg ({float(d['mg_per_kg']):g} mg/kg × "
+            f"{float(d['weight_kg']):g} kg), {IM_SITES.get(str(d.get('site')), d.get('site'))}"
+            if d["route"] == "im"
+            else f"{d['route']} {float(d['given_mg']):g} mg, "
+            f"{ORAL_FORMS.get(str(d.get('form')), ('', d.get('form')))[1]}"
+        )
+        return (
+            f"{how}; {d['product']} {float(d['concentration']):g} mg/mL lot {d['lot']} "
+            f"(exp {d['expiry']}); drawn {float(d['drawn_mg']):g} mg"
+        )
+    if k is EntryKind.WASTE:
+        dev = f" (device {d['device_number']})" if d.get("device_number") else ""
+        return (
+            f"{float(d['mg']):g} mg of {d['product']} lot {d['lot']}{dev} — {d.get('reason', '')}"
+            f"; witnessed by {e.authorised_by}"
+        )
+    if k is EntryKind.SCALE:
+        name = SPECS[ScaleId(str(d["scale"]))].name
+        band = f" ({d['band']})" if d.get("band") else ""
+        flag = "; item 9 above 0: action needed" if d.get("suicidality") else ""
+        return f"{name} total {d['total']}{band}{flag}"
+    if k is EntryKind.SUICIDALITY_ACTION:
+        return str(d.get("action", ""))
+    if k is EntryKind.THERAPIST_ASSIGNED:
+        return str(d.get("name", ""))
+    if k is EntryKind.THERAPIST_NOTE:
+        return str(d.get("text", ""))
+    return None
+
+
+def therapist_lines(entries: Iterable[SessionEntry]) -> list[RecordLine]:
+    """The therapist's notes, apart from the nursing record."""
+    return [
+        RecordLine(e.id, e.at, e.kind, e.author, describe(e), e.authorised_by)
+        for e in sorted(entries, key=lambda e: (e.at, e.id))
+        if e.kind in THERAPIST_KINDS
+    ]
+
+
+def record_lines(
+    entries: Iterable[SessionEntry], *, alarms: bool = True, therapist: bool = False
+) -> list[RecordLine]:
+    """The record in time order (entries with equal times keep the order they were made).
+
+    Therapist notes are kept apart (:func:`therapist_lines`) unless ``therapist``."""
     out: list[RecordLine] = []
     kinds: dict[int, EntryKind] = {}
     for e in entries:
         kinds[e.id] = e.kind
         if not alarms and e.kind in (EntryKind.ALARM, EntryKind.LINK):
+            continue
+        if not therapist and e.kind in THERAPIST_KINDS:
             continue
         out.append(RecordLine(e.id, e.at, e.kind, e.author, describe(e, kinds), e.authorised_by))
     return sorted(out, key=lambda line: (line.at, line.entry_id))

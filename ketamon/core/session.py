@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from ketamon.core import commands as c
+from ketamon.core.course import CourseCore, Gate
 from ketamon.core.ports import (
     AlarmPort,
     Authenticator,
@@ -24,7 +25,18 @@ from ketamon.core.ports import (
     SessionRepository,
 )
 from ketamon.domain.alarms import AlarmAction, AlarmEvent, alarm_family
-from ketamon.domain.discharge import Latest, rems_answers, unmet_criteria
+from ketamon.domain.discharge import Latest, Unmet, rems_answers, unmet_criteria
+from ketamon.domain.dosing import (
+    ESKETAMINE_DEVICE_MG,
+    ESKETAMINE_PRODUCT,
+    IM_SITES,
+    ORAL_FORMS,
+    Supply,
+    im_dose_mg,
+    quantity_problems,
+    supply_problems,
+)
+from ketamon.domain.outcome_scales import PHQ9_FLAG_KEY, ScaleId, rass_priority, score_scale
 from ketamon.domain.record import (
     CORRECTABLE,
     EntryKind,
@@ -76,6 +88,13 @@ class CoreSettings:
     device_interval_min: float = 5.0
     #: the site profile in force (its name and settings), recorded with every session started
     site: Mapping[str, Any] | None = None
+    #: minimum observation per treatment (site setting per route; others: min_observation_min)
+    min_observation_by_treatment: Mapping[str, float] = field(default_factory=dict)
+
+    def min_observation(self, treatment: Treatment) -> float:
+        return float(
+            self.min_observation_by_treatment.get(treatment.value, self.min_observation_min)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +177,7 @@ class ChairCore:
         *,
         alarms: AlarmPort | None = None,
         settings: CoreSettings | None = None,
+        courses: CourseCore | None = None,
     ) -> None:
         self.chair = chair
         self.repo = repository
@@ -166,6 +186,8 @@ class ChairCore:
         self.clock = clock
         self.alarms: AlarmPort = alarms or _NoAlarms()
         self.settings = settings or CoreSettings()
+        #: the patients' treatment courses (their screening stops dosing); None: not checked
+        self.courses = courses
         self._lock = threading.RLock()
         self._state: SessionState | None = None
         self._entries: tuple[SessionEntry, ...] = ()
@@ -357,6 +379,21 @@ class ChairCore:
                     reasons.append(str(exc))
             if plan.iv_minutes is not None and not 1 <= plan.iv_minutes <= 600:
                 reasons.append("The infusion time must be 1-600 minutes")
+        if plan.treatment is Treatment.IM_KETAMINE:
+            if not plan.im_mg_per_kg:
+                reasons.append("Enter the IM dose in mg/kg")
+            elif not p.weight_kg:
+                reasons.append("The patient's weight is needed for an IM dose")
+            else:
+                try:
+                    im_dose_mg(plan.im_mg_per_kg, p.weight_kg)
+                except ValueError as exc:
+                    reasons.append(str(exc))
+        if plan.treatment is Treatment.ORAL_KETAMINE:
+            if plan.oral_form not in ORAL_FORMS:
+                reasons.append("Choose the oral / sublingual form")
+            if plan.oral_mg is None or not 0 < plan.oral_mg <= 1000:
+                reasons.append("Enter the oral / sublingual dose: above 0 and at most 1000 mg")
         if reasons:
             raise Refused(reasons)
         data = {
@@ -380,6 +417,9 @@ class ChairCore:
                 "iv_mg_per_kg": plan.iv_mg_per_kg,
                 "iv_minutes": plan.iv_minutes,
                 "first_treatment": plan.first_treatment,
+                "im_mg_per_kg": plan.im_mg_per_kg,
+                "oral_mg": plan.oral_mg,
+                "oral_form": plan.oral_form,
             },
         }
         entry = self.repo.create(EntryDraft(EntryKind.STARTED, now, data), actor)
@@ -451,6 +491,12 @@ _ACTIONS: dict[type, Action] = {
     c.RecordAlarmEvents: Action.ALARM_EVENT,
     c.RecordLink: Action.LINK_EVENT,
     c.EndMonitoring: Action.RECORDING,
+    c.AdministerDose: Action.DOSE,
+    c.RecordWaste: Action.WASTE,
+    c.RecordScale: Action.OBSERVATION,
+    c.RecordSuicidalityAction: Action.SUICIDALITY_ACTION,
+    c.AssignTherapist: Action.ASSIGN_THERAPIST,
+    c.AddTherapistNote: Action.THERAPIST_NOTE,
 }
 
 
@@ -493,6 +539,7 @@ def dose_blockers_for(core: ChairCore, state: SessionState, now: datetime) -> li
         return ["The session has ended"]
     reasons: list[str] = []
     if state.first_dose is None:
+        reasons += list(course_gate(core, state, now).blockers)
         if state.screening is None and state.bp_override is None:
             reasons.append("Record the pre-dose screening first")
         else:
@@ -503,6 +550,13 @@ def dose_blockers_for(core: ChairCore, state: SessionState, now: datetime) -> li
         if b:
             reasons.append(b)
     return reasons
+
+
+def course_gate(core: ChairCore, state: SessionState, now: datetime) -> Gate:
+    """The patient's course: what stops the first dose, and the precautions to show."""
+    if core.courses is None:
+        return Gate(None, (), ())
+    return core.courses.gate(state.patient.id, state.plan.treatment, now)
 
 
 def _baseline(state: SessionState, latest: Latest) -> tuple[float, float] | None:
@@ -523,6 +577,21 @@ def _first_dose_data(state: SessionState, latest: Latest) -> dict[str, Any]:
         return {}
     base = _baseline(state, latest)
     return {"baseline": list(base) if base else None}
+
+
+def _course_data(core: ChairCore, state: SessionState, now: datetime) -> dict[str, Any]:
+    """The course the first dose was given under, and its screening (for the record)."""
+    if state.first_dose is not None:
+        return {}
+    gate = course_gate(core, state, now)
+    if gate.course is None:
+        return {}
+    s = gate.course.screening
+    return {
+        "course_id": gate.course.course_id,
+        "screening_id": s.entry_id if s else None,
+        "precautions": list(gate.precautions),
+    }
 
 
 def _screening(k: _Call, cmd: c.RecordScreening) -> Outcome:
@@ -623,11 +692,17 @@ def _device(k: _Call, cmd: c.LogDevice) -> Outcome:
         raise Refused(["Enter the device's lot number"])
     if len(lot) > 64:
         raise Refused(["The lot number is longer than 64 characters"])
+    if cmd.expiry:
+        problems = supply_problems(Supply(ESKETAMINE_PRODUCT, 28.0, lot, cmd.expiry), now.date())
+        if problems:
+            raise Refused(problems)
     data = {
         "number": len(state.devices) + 1,
         "mg": 28.0,
         "lot": lot,
+        "expiry": cmd.expiry or None,
         **_first_dose_data(state, latest),
+        **_course_data(core, state, now),
     }
     out = core._record(state, [EntryDraft(EntryKind.DEVICE, now, data)], actor)
     if state.first_dose is None:
@@ -644,13 +719,29 @@ def _start_infusion(k: _Call, cmd: c.StartInfusion) -> Outcome:
     plan, weight = state.plan, state.patient.weight_kg
     assert plan.iv_mg_per_kg and plan.iv_minutes and weight
     mg = iv_dose_mg(plan.iv_mg_per_kg, weight)
+    supply: dict[str, Any] = {}
+    if cmd.supply is not None:
+        problems = supply_problems(cmd.supply, now.date())
+        drawn = cmd.drawn_mg if cmd.drawn_mg is not None else mg
+        problems += quantity_problems(drawn, mg)
+        if problems:
+            raise Refused(problems)
+        supply = {
+            "product": cmd.supply.product.strip(),
+            "concentration": float(cmd.supply.concentration),
+            "lot": cmd.supply.lot.strip(),
+            "expiry": cmd.supply.expiry,
+            "drawn_mg": float(drawn),
+        }
     data = {
+        **supply,
         "planned_mg": mg,
         "rate_mg_per_min": iv_rate_mg_per_min(mg, plan.iv_minutes),
         "mg_per_kg": plan.iv_mg_per_kg,
         "weight_kg": weight,
         "planned_minutes": plan.iv_minutes,
         **_first_dose_data(state, latest),
+        **_course_data(core, state, now),
     }
     out = core._record(state, [EntryDraft(EntryKind.INFUSION_STARTED, now, data)], actor)
     return _after_configure(core, out, actor)
@@ -704,14 +795,12 @@ def _sedation_events(core: ChairCore, state: SessionState) -> list[AlarmEvent]:
             msg += " (loss of consciousness)"
         events += core.alarms.set_condition("moaas", priority, msg)
     rass = state.latest_rass
-    r_prio = None
-    if rass is not None and rass <= -4:
-        r_prio = Priority.HIGH
-    elif rass is not None and rass <= -2:
-        r_prio = Priority.MEDIUM
-    events += core.alarms.set_condition(
-        "rass", r_prio, f"{r_prio.marker} RASS {rass}" if r_prio else ""
-    )
+    r_name = None if rass is None else rass_priority(rass)
+    r_prio = None if r_name is None else Priority[r_name.upper()]
+    r_text = ""
+    if r_prio is not None and rass is not None:
+        r_text = f"{r_prio.marker} RASS {rass:+d}" + (" (agitation)" if rass >= 2 else "")
+    events += core.alarms.set_condition("rass", r_prio, r_text)
     return events
 
 
@@ -1073,15 +1162,35 @@ def discharge_unmet(
     checklist: Mapping[str, bool],
     ready_to_leave_min: int | None,
 ) -> list[Any]:
-    return unmet_criteria(
+    unmet = unmet_criteria(
         state,
         now,
         latest,
         core.profile,
-        min_observation_min=core.settings.min_observation_min,
+        min_observation_min=core.settings.min_observation(state.plan.treatment),
         checklist=checklist,
         ready_to_leave_min=ready_to_leave_min,
     )
+    if state.suicidality_pending:
+        unmet.append(
+            Unmet(
+                "suicidality",
+                "PHQ-9 item 9 was answered above 0: record the action taken",
+                overridable=False,
+            )
+        )
+    if state.unaccounted_mg > 0:
+        a = state.administration
+        assert a is not None
+        unmet.append(
+            Unmet(
+                "accountability",
+                f"{state.unaccounted_mg:g} mg of {a.product} lot {a.lot} drawn but not given: "
+                "record the waste (witnessed)",
+                overridable=False,
+            )
+        )
+    return unmet
 
 
 def _discharge(k: _Call, cmd: c.Discharge) -> Outcome:
@@ -1167,6 +1276,209 @@ def _link(k: _Call, cmd: c.RecordLink) -> Outcome:
     return core._record(state, [draft], actor)
 
 
+# ---- the treatment course (issue 15) ---------------------------------------------------------
+
+
+def _administer(k: _Call, cmd: c.AdministerDose) -> Outcome:
+    core, state, actor, now, latest, action = k
+    core._role(actor, action)
+    plan, weight = state.plan, state.patient.weight_kg
+    if plan.treatment not in (Treatment.IM_KETAMINE, Treatment.ORAL_KETAMINE):
+        raise Refused([f"This is a {plan.treatment.value.replace('_', ' ')} session"])
+    if state.administration is not None:
+        raise Refused(["The dose has already been given"])
+    reasons = dose_blockers_for(core, state, now)
+    reasons += supply_problems(cmd.supply, now.date())
+    mg_per_kg: float | None = None
+    if plan.treatment is Treatment.IM_KETAMINE:
+        assert plan.im_mg_per_kg and weight
+        mg_per_kg = plan.im_mg_per_kg
+        mg = im_dose_mg(plan.im_mg_per_kg, weight)
+        route, form = "im", ""
+        if cmd.site not in IM_SITES:
+            reasons.append("Choose the injection site")
+    else:
+        assert plan.oral_mg
+        mg = float(plan.oral_mg)
+        form = plan.oral_form
+        route = ORAL_FORMS[form][0]
+    reasons += quantity_problems(cmd.drawn_mg, mg)
+    if reasons:
+        raise Refused(reasons)
+    data = {
+        "route": route,
+        "product": cmd.supply.product.strip(),
+        "concentration": float(cmd.supply.concentration),
+        "lot": cmd.supply.lot.strip(),
+        "expiry": cmd.supply.expiry,
+        "drawn_mg": float(cmd.drawn_mg),
+        "given_mg": mg,
+        "mg_per_kg": mg_per_kg,
+        "weight_kg": weight if mg_per_kg else None,
+        "site": cmd.site if route == "im" else "",
+        "form": form,
+        **_first_dose_data(state, latest),
+        **_course_data(core, state, now),
+    }
+    out = core._record(state, [EntryDraft(EntryKind.ADMINISTERED, now, data)], actor)
+    return _after_configure(core, out, actor)
+
+
+def _waste_limits(state: SessionState) -> dict[tuple[str, str], float]:
+    """(product, lot) -> the most that may still be recorded as waste in this session (the IM
+    / oral dose's drawn-but-not-given; 28 mg per esketamine device, less waste recorded)."""
+    limits: dict[tuple[str, str], float] = {}
+    for d in state.devices:
+        key = (ESKETAMINE_PRODUCT, d.lot)
+        limits[key] = limits.get(key, 0.0) + ESKETAMINE_DEVICE_MG
+    for w in state.wastes:
+        if (w.product, w.lot) in limits:
+            limits[(w.product, w.lot)] -= w.mg
+    a = state.administration
+    if a is not None:
+        limits[(a.product, a.lot)] = state.unaccounted_mg
+    return limits
+
+
+def _waste(k: _Call, cmd: c.RecordWaste) -> Outcome:
+    core, state, actor, now, _latest, action = k
+    core._role(actor, action)
+    reasons: list[str] = []
+    product, lot = cmd.product.strip(), cmd.lot.strip()
+    if not isinstance(cmd.mg, int | float) or not math.isfinite(cmd.mg) or cmd.mg <= 0:
+        reasons.append(f"The quantity wasted must be a positive number of mg, got {cmd.mg!r}")
+    if not cmd.reason.strip():
+        reasons.append("Give the reason for the waste (e.g. drawn more than the dose)")
+    limits = _waste_limits(state)
+    limits.update(_infusion_waste_limit(core, state))
+    if (product, lot) not in limits:
+        known = ", ".join(f"{p} lot {lt}" for p, lt in limits) or "nothing yet"
+        reasons.append(f"{product} lot {lot} was not drawn in this session (drawn: {known})")
+    elif not reasons and cmd.mg > limits[(product, lot)] + 1e-9:
+        reasons.append(
+            f"Only {max(0.0, limits[(product, lot)]):g} mg of {product} lot {lot} are left to "
+            f"account for, not {cmd.mg:g}"
+        )
+    if product == ESKETAMINE_PRODUCT:
+        numbers = {d.number for d in state.devices if d.lot == lot}
+        if cmd.device_number not in numbers:
+            reasons.append("Name the device (its number in this session) that was disposed")
+    if cmd.witness is None:
+        reasons.append("A second user must witness the waste: they sign in with their password")
+    if reasons:
+        raise Refused(reasons)
+    assert cmd.witness is not None
+    try:
+        witness = core.auth.verify(cmd.witness.username, cmd.witness.password)
+    except AuthFailed as exc:
+        raise Refused([f"The witness: {exc}"]) from exc
+    if witness.id == actor.id:
+        raise Refused(["The witness must be a second user, not the one recording the waste"])
+    if witness.role not in (Role.NURSE, Role.PHYSICIAN):
+        raise Refused([f"The witness must be a nurse or a physician ({witness.username})"])
+    data = {
+        "product": product,
+        "lot": lot,
+        "mg": float(cmd.mg),
+        "reason": _clean(cmd.reason),
+        "device_number": cmd.device_number,
+        "witness_id": witness.id,
+    }
+    return core._record(state, [EntryDraft(EntryKind.WASTE, now, data, witness)], actor)
+
+
+def _infusion_waste_limit(core: ChairCore, state: SessionState) -> dict[tuple[str, str], float]:
+    """The IV bag's drawn quantity less what was given (once the infusion has stopped)."""
+    inf = state.infusion
+    if inf is None or inf.stop is None or inf.given_mg is None:
+        return {}
+    started = next((e for e in core.entries if e.id == inf.entry_id), None)
+    if started is None or "lot" not in started.data:
+        return {}
+    key = (str(started.data["product"]), str(started.data["lot"]))
+    left = float(started.data["drawn_mg"]) - inf.given_mg
+    left -= sum(w.mg for w in state.wastes if (w.product, w.lot) == key)
+    return {key: round(left, 3)}
+
+
+def _scale(k: _Call, cmd: c.RecordScale) -> Outcome:
+    core, state, actor, now, _latest, action = k
+    core._role(actor, action)
+    try:
+        scale = ScaleId(cmd.scale)
+    except ValueError as exc:
+        raise Refused([f"Unknown scale {cmd.scale!r}"]) from exc
+    try:
+        result = score_scale(scale, dict(cmd.items))
+    except ValueError as exc:
+        raise Refused(str(exc).split("; ")) from exc
+    data = {
+        "scale": scale.value,
+        "items": {str(i): v for i, v in result.items},
+        "total": result.total,
+        "band": result.band,
+        "suicidality": result.suicidality,
+    }
+    out = core._record(state, [EntryDraft(EntryKind.SCALE, now, data)], actor)
+    if result.suicidality:
+        item9 = dict(result.items)[9]
+        events = core.alarms.set_condition(
+            PHQ9_FLAG_KEY,
+            Priority.HIGH,
+            f"{Priority.HIGH.marker} PHQ-9 item 9 (thoughts of self-harm) answered {item9}: "
+            "acknowledge and record the action taken",
+        )
+        if events:
+            out = _merge(out, core._record(out.state, core._alarm_drafts(events), actor, events))
+    return out
+
+
+def _suicidality(k: _Call, cmd: c.RecordSuicidalityAction) -> Outcome:
+    core, state, actor, now, _latest, action = k
+    core._role(actor, action)
+    if not state.suicidality_pending:
+        raise Refused(["No PHQ-9 item-9 answer is waiting for an action"])
+    if not cmd.action.strip():
+        raise Refused(["Record the action taken (e.g. risk assessment done, prescriber told)"])
+    draft = EntryDraft(EntryKind.SUICIDALITY_ACTION, now, {"action": _clean(cmd.action)})
+    out = core._record(state, [draft], actor)
+    events = core.alarms.set_condition(PHQ9_FLAG_KEY, None, "")
+    events += core.alarms.reset_key(PHQ9_FLAG_KEY)
+    if events:
+        out = _merge(
+            out, core._record(out.state, core._alarm_drafts(events, actor), actor, events)
+        )
+    return out
+
+
+def _assign_therapist(k: _Call, cmd: c.AssignTherapist) -> Outcome:
+    core, state, actor, now, _latest, action = k
+    core._role(actor, action)
+    try:
+        who = core.auth.verify(cmd.therapist.username, cmd.therapist.password)
+    except AuthFailed as exc:
+        raise Refused([f"The therapist: {exc}"]) from exc
+    if who.role is not Role.THERAPIST:
+        raise Refused([f"{who.username} is not a therapist ({who.role.value})"])
+    if who.id in state.therapist_ids:
+        raise Refused([f"{who.full_name} is already assigned to this session"])
+    data = {"user_id": who.id, "username": who.username, "name": who.full_name}
+    return core._record(state, [EntryDraft(EntryKind.THERAPIST_ASSIGNED, now, data, who)], actor)
+
+
+def _therapist_note(k: _Call, cmd: c.AddTherapistNote) -> Outcome:
+    core, state, actor, now, _latest, action = k
+    core._role(actor, action)
+    if actor.id not in state.therapist_ids:
+        raise Refused(["A therapist writes notes only on a session they are assigned to"])
+    text = cmd.text.strip()
+    if not text:
+        raise Refused(["The note is empty"])
+    if len(text) > 10_000:
+        raise Refused(["The note is longer than 10,000 characters"])
+    return core._record(state, [EntryDraft(EntryKind.THERAPIST_NOTE, now, {"text": text})], actor)
+
+
 _HANDLERS: dict[type, Callable[..., Outcome]] = {
     c.RecordScreening: _screening,
     c.PrescriberDecide: _decide,
@@ -1193,6 +1505,12 @@ _HANDLERS: dict[type, Callable[..., Outcome]] = {
     c.EndMonitoring: _end_monitoring,
     c.RecordAlarmEvents: _alarm_events,
     c.RecordLink: _link,
+    c.AdministerDose: _administer,
+    c.RecordWaste: _waste,
+    c.RecordScale: _scale,
+    c.RecordSuicidalityAction: _suicidality,
+    c.AssignTherapist: _assign_therapist,
+    c.AddTherapistNote: _therapist_note,
 }
 
 __all__ = [
@@ -1200,6 +1518,7 @@ __all__ = [
     "CoreSettings",
     "Outcome",
     "Refused",
+    "course_gate",
     "discharge_unmet",
     "dose_blockers_for",
     "profile_for",

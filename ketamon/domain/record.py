@@ -55,6 +55,13 @@ class EntryKind(enum.StrEnum):
     COUNTERSIGNED = "countersigned"  # a physician's countersignature of a nurse's addendum
     PMF_FIELDS = "pmf_fields"  # PMF fields entered or confirmed by a user
     PMF_SUBMITTED = "pmf_submitted"  # how and when the form went to the REMS, and its reference
+    # the treatment course (issue 15)
+    ADMINISTERED = "administered"  # an IM or oral/sublingual dose with its supply and quantities
+    WASTE = "waste"  # drug wasted (or a partly used device disposed), witnessed by a second user
+    SCALE = "scale"  # PHQ-9, BPRS+, CGI-S, CGI-I or MADRS
+    SUICIDALITY_ACTION = "suicidality_action"  # the action taken on a PHQ-9 item-9 flag
+    THERAPIST_ASSIGNED = "therapist_assigned"
+    THERAPIST_NOTE = "therapist_note"  # kept apart from the nursing record
 
 
 #: kinds a nurse can correct (with a reason), and the fields of each that may change
@@ -126,6 +133,9 @@ class Plan:
     iv_mg_per_kg: float | None = None
     iv_minutes: float | None = None
     first_treatment: bool = False
+    im_mg_per_kg: float | None = None
+    oral_mg: float | None = None
+    oral_form: str = ""  # a key of ketamon.domain.dosing.ORAL_FORMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +329,61 @@ class PmfSubmission:
 
 
 @dataclass(frozen=True, slots=True)
+class Administration:
+    """An IM or oral/sublingual dose: the clock starts at its time."""
+
+    entry_id: int
+    at: datetime
+    route: str  # im | oral | sublingual
+    product: str
+    concentration: float
+    lot: str
+    expiry: str
+    drawn_mg: float
+    given_mg: float
+    mg_per_kg: float | None = None
+    weight_kg: float | None = None
+    site: str = ""  # IM injection site
+    form: str = ""  # oral form
+
+    @property
+    def unwasted_mg(self) -> float:
+        return round(self.drawn_mg - self.given_mg, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Waste:
+    entry_id: int
+    at: datetime
+    product: str
+    lot: str
+    mg: float
+    reason: str
+    by: str
+    witness: str
+    device_number: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleRating:
+    entry_id: int
+    at: datetime
+    by: str
+    scale: str
+    items: tuple[tuple[int, int], ...]
+    total: int
+    band: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TherapistNote:
+    entry_id: int
+    at: datetime
+    by: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionState:
     session_id: int
     chair: str
@@ -362,6 +427,16 @@ class SessionState:
     pmf_values: Mapping[str, Any] = field(default_factory=dict)
     pmf_version: str = ""
     pmf_submissions: tuple[PmfSubmission, ...] = ()
+    administration: Administration | None = None
+    wastes: tuple[Waste, ...] = ()
+    scales: tuple[ScaleRating, ...] = ()
+    #: a PHQ-9 item 9 > 0 waits for the clinician's recorded action
+    suicidality_pending: bool = False
+    suicidality_actions: tuple[Decision, ...] = ()
+    #: user ids of the therapists assigned to the session
+    therapist_ids: frozenset[int] = frozenset()
+    therapists: tuple[str, ...] = ()
+    therapist_notes: tuple[TherapistNote, ...] = ()
     entry_count: int = 0
     last_entry_id: int = 0
 
@@ -398,6 +473,8 @@ class SessionState:
             return len(self.devices) >= round(self.plan.dose_mg / 28.0)
         if self.plan.treatment is Treatment.IV_KETAMINE:
             return self.infusion is not None and self.infusion.stop is not None
+        if self.plan.treatment in (Treatment.IM_KETAMINE, Treatment.ORAL_KETAMINE):
+            return self.administration is not None
         return True
 
     @property
@@ -418,6 +495,19 @@ class SessionState:
     def latest_moaas(self) -> int | None:
         scores = self.live(EntryKind.MOAAS)
         return scores[-1].score if scores else None
+
+    def latest_scale(self, scale: str) -> ScaleRating | None:
+        rated = [r for r in self.scales if r.scale == scale]
+        return rated[-1] if rated else None
+
+    @property
+    def unaccounted_mg(self) -> float:
+        """Drawn for the IM / oral dose but neither given nor recorded as waste (mg)."""
+        a = self.administration
+        if a is None:
+            return 0.0
+        wasted = sum(w.mg for w in self.wastes if w.lot == a.lot and w.product == a.product)
+        return round(max(0.0, a.unwasted_mg - wasted), 3)
 
     @property
     def latest_rass(self) -> int | None:
@@ -500,6 +590,9 @@ def _started(e: SessionEntry) -> SessionState:
             iv_mg_per_kg=_f(plan.get("iv_mg_per_kg")),
             iv_minutes=_f(plan.get("iv_minutes")),
             first_treatment=bool(plan.get("first_treatment", False)),
+            im_mg_per_kg=_f(plan.get("im_mg_per_kg")),
+            oral_mg=_f(plan.get("oral_mg")),
+            oral_form=str(plan.get("oral_form") or ""),
         ),
         started=e.at,
         started_by=e.author,
@@ -729,7 +822,12 @@ def _apply(state: SessionState, e: SessionEntry) -> SessionState:
             str(d.get("reason", "")),
         )
         return replace(state, bp_override=dec)
-    if k in (EntryKind.DEVICE, EntryKind.INFUSION_STARTED, EntryKind.OTHER_DOSE):
+    if k in (
+        EntryKind.DEVICE,
+        EntryKind.INFUSION_STARTED,
+        EntryKind.OTHER_DOSE,
+        EntryKind.ADMINISTERED,
+    ):
         first = state.first_dose is None
         if first:
             state = replace(state, first_dose=e.at, baseline=_bp(d.get("baseline")))
@@ -747,6 +845,8 @@ def _apply(state: SessionState, e: SessionEntry) -> SessionState:
                 planned_minutes=float(d["planned_minutes"]),
             )
             return replace(state, infusion=inf)
+        if k is EntryKind.ADMINISTERED:
+            return replace(state, administration=_administration(e))
         return replace(state, other_dose=e.at)
     if k is EntryKind.INFUSION_STOPPED:
         if state.infusion is None:
@@ -861,4 +961,77 @@ def _apply(state: SessionState, e: SessionEntry) -> SessionState:
             str(d.get("form_sha256", "")),
         )
         return replace(state, pmf_submissions=(*state.pmf_submissions, sub))
+    course = _course_entry(state, e)
+    if course is not None:
+        return course
     raise RecordError(f"entry {e.id}: unknown kind {k!r}")
+
+
+def _administration(e: SessionEntry) -> Administration:
+    d = e.data
+    return Administration(
+        entry_id=e.id,
+        at=e.at,
+        route=str(d["route"]),
+        product=str(d["product"]),
+        concentration=float(d["concentration"]),
+        lot=str(d["lot"]),
+        expiry=str(d["expiry"]),
+        drawn_mg=float(d["drawn_mg"]),
+        given_mg=float(d["given_mg"]),
+        mg_per_kg=_f(d.get("mg_per_kg")),
+        weight_kg=_f(d.get("weight_kg")),
+        site=str(d.get("site") or ""),
+        form=str(d.get("form") or ""),
+    )
+
+
+def _course_entry(state: SessionState, e: SessionEntry) -> SessionState | None:
+    """The treatment-course entries (issue 15); None: not one of them."""
+    d = e.data
+    k = e.kind
+    if k is EntryKind.WASTE:
+        w = Waste(
+            entry_id=e.id,
+            at=e.at,
+            product=str(d["product"]),
+            lot=str(d["lot"]),
+            mg=float(d["mg"]),
+            reason=str(d.get("reason", "")),
+            by=e.author,
+            witness=e.authorised_by,
+            device_number=d.get("device_number"),
+        )
+        return replace(state, wastes=(*state.wastes, w))
+    if k is EntryKind.SCALE:
+        items = tuple(sorted((int(a), int(b)) for a, b in d["items"].items()))
+        r = ScaleRating(
+            e.id,
+            e.at,
+            e.author,
+            str(d["scale"]),
+            items,
+            int(d["total"]),
+            str(d.get("band", "")),
+        )
+        pending = state.suicidality_pending or bool(d.get("suicidality", False))
+        return replace(state, scales=(*state.scales, r), suicidality_pending=pending)
+    if k is EntryKind.SUICIDALITY_ACTION:
+        act = Decision(
+            PrescriberDecision.PROCEED, e.author, e.author_id, e.at, str(d.get("action", ""))
+        )
+        return replace(
+            state,
+            suicidality_pending=False,
+            suicidality_actions=(*state.suicidality_actions, act),
+        )
+    if k is EntryKind.THERAPIST_ASSIGNED:
+        return replace(
+            state,
+            therapist_ids=state.therapist_ids | {int(d["user_id"])},
+            therapists=(*state.therapists, str(d.get("name", ""))),
+        )
+    if k is EntryKind.THERAPIST_NOTE:
+        note = TherapistNote(e.id, e.at, e.author, str(d["text"]))
+        return replace(state, therapist_notes=(*state.therapist_notes, note))
+    return None

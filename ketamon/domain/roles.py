@@ -4,7 +4,9 @@
 * physicians may do all a nurse does, and alone decide, override, change a session's limits,
   reset a latched emergency flag and cancel a session after dosing has started;
 * admins change the clinic's limits and site settings, never a patient's record;
-* auditors read; every command is refused to them.
+* auditors read; every command is refused to them;
+* therapists (ketamine-assisted psychotherapy) write timed notes on a session they are assigned
+  to, and read that session (the assignment is checked by the core and the review desk).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class Role(enum.StrEnum):
     PHYSICIAN = "physician"
     ADMIN = "admin"
     AUDITOR = "auditor"
+    THERAPIST = "therapist"
     SYSTEM = "system"  # automatic writes (alarm engine, monitor link); never a person
 
 
@@ -50,6 +53,14 @@ class Action(enum.StrEnum):
     ADDENDUM = "addendum"  # add a signed addendum to a signed session
     LATE_ENTRY = "late_entry"  # a nurse's addendum to a signed session, to be countersigned
     PMF = "pmf"  # enter or confirm PMF fields, record the form's submission
+    # the treatment course (issue 15)
+    COURSE = "course"  # open or close a patient's course (its plan)
+    COURSE_SCREENING = "course_screening"  # first-visit screening, by a prescriber
+    CONTRAINDICATION_OVERRIDE = "contraindication_override"
+    WASTE = "waste"  # record drug wasted (a second user witnesses it)
+    SUICIDALITY_ACTION = "suicidality_action"  # the action taken on a PHQ-9 item-9 flag
+    ASSIGN_THERAPIST = "assign_therapist"
+    THERAPIST_NOTE = "therapist_note"
 
 
 _CLINICAL = frozenset(
@@ -69,6 +80,10 @@ _CLINICAL = frozenset(
         Action.REVIEW,
         Action.PMF,
         Action.LATE_ENTRY,
+        Action.COURSE,
+        Action.WASTE,
+        Action.SUICIDALITY_ACTION,
+        Action.ASSIGN_THERAPIST,
     }
 )
 _PHYSICIAN_ONLY = frozenset(
@@ -81,6 +96,8 @@ _PHYSICIAN_ONLY = frozenset(
         Action.CANCEL_AFTER_DOSE,
         Action.SIGN,
         Action.ADDENDUM,
+        Action.COURSE_SCREENING,
+        Action.CONTRAINDICATION_OVERRIDE,
     }
 )
 
@@ -89,6 +106,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.PHYSICIAN: _CLINICAL | _PHYSICIAN_ONLY,
     Role.ADMIN: frozenset({Action.CLINIC_LIMITS, Action.SITE_SETTINGS}),
     Role.AUDITOR: frozenset({Action.REVIEW}),  # reads; changes nothing
+    # reads and writes notes on the sessions they are assigned to (checked per session)
+    Role.THERAPIST: frozenset({Action.REVIEW, Action.THERAPIST_NOTE}),
     Role.SYSTEM: frozenset({Action.ALARM_EVENT, Action.LINK_EVENT, Action.RECORDING}),
 }
 
@@ -101,6 +120,9 @@ _WHO = {
     Action.CANCEL_AFTER_DOSE: "a physician",
     Action.SIGN: "a physician",
     Action.ADDENDUM: "a physician",
+    Action.COURSE_SCREENING: "a prescriber (a physician)",
+    Action.CONTRAINDICATION_OVERRIDE: "a physician",
+    Action.THERAPIST_NOTE: "the session's therapist",
     Action.CLINIC_LIMITS: "an admin",
     Action.SITE_SETTINGS: "an admin",
 }

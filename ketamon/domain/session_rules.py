@@ -22,6 +22,8 @@ DEVICE_INTERVAL = timedelta(minutes=5)
 class Treatment(enum.StrEnum):
     ESKETAMINE = "esketamine"
     IV_KETAMINE = "iv_ketamine"
+    IM_KETAMINE = "im_ketamine"  # intramuscular, mg/kg (ketamon.domain.dosing)
+    ORAL_KETAMINE = "oral_ketamine"  # oral or sublingual, mg and form
     OTHER = "other"
 
 

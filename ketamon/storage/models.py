@@ -163,6 +163,12 @@ class ObservationKind(enum.StrEnum):
     CADSS = "cadss"  # item scores in ObservationItem (items 1–23, each 0–4)
     SIDE_EFFECT = "side_effect"
     NOTE = "note"
+    # outcome scales (issue 15): the total in score, the items in ObservationItem
+    PHQ9 = "phq9"
+    BPRS_PLUS = "bprs_plus"
+    CGI_S = "cgi_s"
+    CGI_I = "cgi_i"
+    MADRS = "madrs"
 
 
 class Severity(enum.StrEnum):

@@ -36,6 +36,8 @@ from ketamon.storage.models import (
     AuditAction,
     DeviceLinkEvent,
     DoseEvent,
+    DoseKind,
+    DoseWaste,
     Observation,
     ObservationItem,
     ObservationKind,
@@ -548,6 +550,76 @@ def _correction(c: _Ctx) -> int | None:
     return target.ref_id
 
 
+# ---- the treatment course (issue 15) ----------------------------------------------------------
+
+
+def _administered(c: _Ctx) -> int:
+    d = c.data
+    im = d["route"] == "im"
+    where = f"site {d.get('site')}" if im else f"form {d.get('form')}"
+    dose = DoseEvent(
+        session_id=c.sid,
+        kind=DoseKind.IM_INJECTION if im else DoseKind.ORAL,
+        given_at=c.at,
+        drug=str(d["product"])[:64],
+        mg=float(d["given_mg"]),
+        lot=str(d["lot"]),
+        weight_kg=d.get("weight_kg"),
+        mg_per_kg=d.get("mg_per_kg"),
+        note=(
+            f"{d['route']}; {where}; {float(d['concentration']):g} mg/mL; expiry {d['expiry']}; "
+            f"drawn {float(d['drawn_mg']):g} mg"
+        ),
+        recorded_by_id=c.who.id,
+    )
+    c.s.add(dose)
+    ts = c.ts
+    if ts.first_dose_at is None:
+        ts.first_dose_at = c.at
+    if ts.phase is SessionPhase.PRE_DOSE:
+        ts.phase = SessionPhase.DOSING
+    c.s.flush()
+    return dose.id
+
+
+def _waste(c: _Ctx) -> int:
+    d = c.data
+    if c.authoriser is None or c.authoriser.id == c.who.id:
+        raise RecordError("a waste is witnessed by a second user")
+    row = DoseWaste(
+        session_id=c.sid,
+        wasted_at=c.at,
+        product=str(d["product"]),
+        lot=str(d["lot"]),
+        mg=float(d["mg"]),
+        device_number=d.get("device_number"),
+        reason=str(d.get("reason", "")),
+        recorded_by_id=c.who.id,
+        witnessed_by_id=c.authoriser.id,
+    )
+    c.s.add(row)
+    c.s.flush()
+    return row.id
+
+
+def _scale(c: _Ctx) -> int:
+    d = c.data
+    obs = Observation(
+        session_id=c.sid,
+        kind=ObservationKind(str(d["scale"])),
+        observed_at=c.at,
+        author_id=c.who.id,
+        score=int(d["total"]),
+        text=str(d.get("band", "")),
+    )
+    c.s.add(obs)
+    c.s.flush()
+    for item, score in d["items"].items():
+        c.s.add(ObservationItem(observation_id=obs.id, item=int(item), score=int(score)))
+    c.s.flush()
+    return obs.id
+
+
 #: kind → projection onto the tidy tables; returns the id of the tidy row produced (ref_id)
 PROJECTIONS: dict[EntryKind, Callable[[_Ctx], int | None]] = {
     EntryKind.STARTED: _started_again,
@@ -578,6 +650,16 @@ PROJECTIONS: dict[EntryKind, Callable[[_Ctx], int | None]] = {
     EntryKind.COUNTERSIGNED: _countersigned,
     EntryKind.PMF_FIELDS: lambda c: None,  # the fields live in the entries (and the form)
     EntryKind.PMF_SUBMITTED: _pmf_submitted,
+    EntryKind.ADMINISTERED: _administered,
+    EntryKind.WASTE: _waste,
+    EntryKind.SCALE: _scale,
+    EntryKind.SUICIDALITY_ACTION: lambda c: c.note(
+        f"PHQ-9 item 9, action taken: {c.data['action']}"
+    ),
+    # the assignment and the therapist's notes live in the entries only: kept apart from the
+    # nursing record (and marked apart in the audit trail, field 'therapist_note')
+    EntryKind.THERAPIST_ASSIGNED: lambda c: None,
+    EntryKind.THERAPIST_NOTE: lambda c: None,
 }
 
 
@@ -791,6 +873,7 @@ class SqlSessionRepository:
                 entity=ENTITY,
                 entity_id=row.id,
                 session_id=ts.id,
+                field="therapist_note" if draft.kind is EntryKind.THERAPIST_NOTE else None,
                 new=stored,
             )
             s.flush()
@@ -852,8 +935,8 @@ class SqlSessionRepository:
                 staff=[(who.id, role)],
                 weight_kg=weight,
                 first_treatment=plan.get("first_treatment"),
-                planned_dose_mg=plan.get("dose_mg"),
-                planned_mg_per_kg=plan.get("iv_mg_per_kg"),
+                planned_dose_mg=plan.get("dose_mg") or plan.get("oral_mg"),
+                planned_mg_per_kg=plan.get("iv_mg_per_kg") or plan.get("im_mg_per_kg"),
                 planned_minutes=plan.get("iv_minutes"),
             )
             data["patient"] = {**p, "id": patient.id}

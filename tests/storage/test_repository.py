@@ -340,6 +340,59 @@ def iv_record(twin: Twin, p: People) -> int:
     return sid
 
 
+def im_record(twin: Twin, p: People) -> int:
+    """An IM session (issue 15): the dose with its supply, a witnessed waste, scales with the
+    PHQ-9 item-9 action, a therapist and their note."""
+    sid = twin.create(
+        started(
+            {"mrn": "MRN-3", "first_name": "Ira", "last_name": "Muscle", "weight_kg": 70.0},
+            {"treatment": "im_ketamine", "dose_mg": None, "im_mg_per_kg": 0.5},
+            at(400),
+        )
+    )
+    D = EntryDraft
+    dose = {
+        "route": "im",
+        "product": "Ketamine HCl 50 mg/mL",
+        "concentration": 50.0,
+        "lot": "K1",
+        "expiry": "2027-06-30",
+        "drawn_mg": 50.0,
+        "given_mg": 35.0,
+        "mg_per_kg": 0.5,
+        "weight_kg": 70.0,
+        "site": "deltoid_left",
+        "form": "",
+        "baseline": [120.0, 80.0],
+    }
+    waste = {
+        "product": "Ketamine HCl 50 mg/mL",
+        "lot": "K1",
+        "mg": 15.0,
+        "reason": "drawn a full vial",
+        "device_number": None,
+        "witness_id": p.physician.id,
+    }
+    phq = {
+        "scale": "phq9",
+        "items": {str(i): (1 if i == 9 else 2) for i in range(1, 10)},
+        "total": 17,
+        "band": "moderately severe",
+        "suicidality": True,
+    }
+    therapist = {"user_id": p.physician.id, "username": "paul", "name": "Paul Physician"}
+    twin.add(
+        sid,
+        D(EntryKind.ADMINISTERED, at(401), dose),
+        D(EntryKind.WASTE, at(402), waste, p.physician),
+        D(EntryKind.SCALE, at(403), phq),
+        D(EntryKind.SUICIDALITY_ACTION, at(404), {"action": "risk assessed; prescriber told"}),
+        D(EntryKind.THERAPIST_ASSIGNED, at(405), therapist, p.physician),
+    )
+    twin.add(sid, D(EntryKind.THERAPIST_NOTE, at(406), {"text": "settled"}), actor=p.physician)
+    return sid
+
+
 def recording_record(twin: Twin, p: People) -> int:
     """A headless recording: opened and closed by the system account, no patient identified."""
     sid = twin.create(
@@ -400,11 +453,12 @@ def test_every_kind_reads_back_exactly_as_appended(
     iv = iv_record(twin, people)
     rec = recording_record(twin, people)
     after_session(twin, rec, people)
+    im = im_record(twin, people)
     assert {e.kind for e in twin.sql} == set(EntryKind) == set(PROJECTIONS)
     # what append returned is what the in-memory repository makes of the same drafts
     assert [comparable(e) for e in twin.sql] == [comparable(e) for e in twin.memory]
     # and what load gives back, in id order
-    loaded = repo.load(esk) + repo.load(iv) + repo.load(rec)
+    loaded = repo.load(esk) + repo.load(iv) + repo.load(rec) + repo.load(im)
     assert loaded == twin.sql
     assert [e.id for e in loaded] == sorted(e.id for e in loaded)
     for e in loaded:
@@ -420,6 +474,11 @@ def test_every_kind_reads_back_exactly_as_appended(
     assert iv_state.infusion is not None and iv_state.infusion.given_mg == 20.0
     rec_state = fold(repo.load(rec))
     assert rec_state is not None and rec_state.closed is not None and rec_state.ended
+    im_state = fold(repo.load(im))
+    assert im_state is not None and im_state.administration is not None
+    assert im_state.unaccounted_mg == 0.0 and not im_state.suicidality_pending
+    assert im_state.wastes[0].witness == "Paul Physician"
+    assert [n.text for n in im_state.therapist_notes] == ["settled"]
     assert repo.load(999_999) == []
 
 
