@@ -96,7 +96,8 @@ def test_server_restart_mid_recording_loses_nothing_and_central_reconnects(
     try:
         wait_for(lambda: "Chair 9" in _chairs(feed), 30, "chair 9 centrally")
         time.sleep(2)
-        subprocess.run(["pg_ctlcluster", "15", "main", "restart"], check=True, timeout=60)
+        cluster = os.environ.get("KETAMON_TEST_PG_CLUSTER", "15 main").split()
+        subprocess.run(["pg_ctlcluster", *cluster, "restart"], check=True, timeout=60)
         wait_for(lambda: not feed.snapshot.connected or feed.reconnects > 0, 15, "a lost link")
         wait_for(lambda: feed.snapshot.connected and feed.reconnects > 0, 30, "reconnected")
         time.sleep(4)
