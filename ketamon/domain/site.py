@@ -90,6 +90,21 @@ DEFAULT_SOURCES: dict[str, str] = {
     "break_glass_min": "Clinical ref §8 requirement 44 (emergency access, time-limited)",
     "mask_names_when_locked": "Design choice: names stay readable behind the lock by default",
     "retention_years": "Clinical ref §8 requirement 47 (HIPAA documentation: 6 years)",
+    "screening_required": (
+        "Issue 15: off by default (sessions without a course dose as before); a patient with a "
+        "course is always held to its screening"
+    ),
+    "rescreen_days": "Issue 15 (screening reviewed at a set interval): 90 days, a design choice",
+    **{
+        f"min_observation_{r}_min": (
+            "Spravato PI Boxed Warning; FDA REMS (at least 2 hours), applied to every route "
+            "(issue 15)"
+        )
+        for r in ("iv", "im", "oral")
+    },
+    "therapist_notes_export": (
+        "Issue 15: therapist notes are kept apart from the nursing record in exports"
+    ),
     **{f"sources.{k}": v for k, v in DEFAULT_SETTING_SOURCES.items()},
     "primary_sources": _PRIMARY_SOURCES_TEXT,
 }
@@ -138,6 +153,13 @@ class SiteProfile:
     break_glass_min: float = 60.0
     mask_names_when_locked: bool = False
     retention_years: int = 6
+    # [course] (optional table): the treatment course (issue 15)
+    screening_required: bool = False
+    rescreen_days: int = 90
+    min_observation_iv_min: float = MIN_OBSERVATION_MIN
+    min_observation_im_min: float = MIN_OBSERVATION_MIN
+    min_observation_oral_min: float = MIN_OBSERVATION_MIN
+    therapist_notes_export: str = "separate"  # separate | omit
     # [sources]: which measurement source feeds the chart and thresholds (ketamon.domain.sources)
     primary_sources: SourcePolicy = field(default_factory=SourcePolicy.default)
     #: setting name → where its value comes from
@@ -163,6 +185,15 @@ class SiteProfile:
             for f in self.__dataclass_fields__
             if f not in ("name", "sources")
             for v in [getattr(self, f)]
+        }
+
+    def min_observation_by_treatment(self) -> dict[str, float]:
+        """The minimum observation per treatment (route); esketamine keeps min_observation_min."""
+        return {
+            "esketamine": self.min_observation_min,
+            "iv_ketamine": self.min_observation_iv_min,
+            "im_ketamine": self.min_observation_im_min,
+            "oral_ketamine": self.min_observation_oral_min,
         }
 
     def prompt_config(self) -> PromptConfig:
@@ -246,6 +277,13 @@ def _text(pattern: str = "", what: str = "") -> _Check:
     return check
 
 
+def _choice(*options: str) -> _Check:
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {', '.join(options)}"
+
+    return check
+
+
 def _whole(lo: int, hi: int, unit: str) -> _Check:
     def check(v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, int):
@@ -258,7 +296,7 @@ def _whole(lo: int, hi: int, unit: str) -> _Check:
 #: whole-number settings (kept as int, not float)
 _WHOLE = frozenset(
     {"pmf_deadline_days", "pmf_warn_day", "lockout_failures", "password_min_length"}
-    | {"retention_years"}
+    | {"retention_years", "rescreen_days"}
 )
 
 
@@ -303,9 +341,17 @@ _SETTINGS: dict[str, dict[str, _Check]] = {
         "mask_names_when_locked": _boolean,
         "retention_years": _whole(6, 100, "years"),
     },
+    "course": {
+        "screening_required": _boolean,
+        "rescreen_days": _whole(1, 730, "days"),
+        "min_observation_iv_min": _within(MIN_OBSERVATION_MIN, 480, "min"),
+        "min_observation_im_min": _within(MIN_OBSERVATION_MIN, 480, "min"),
+        "min_observation_oral_min": _within(MIN_OBSERVATION_MIN, 480, "min"),
+        "therapist_notes_export": _choice("separate", "omit"),
+    },
 }
 #: tables a site profile may leave out (ketamon's defaults apply; older files stay valid)
-_OPTIONAL = frozenset({"security"})
+_OPTIONAL = frozenset({"security", "course"})
 
 
 def _fmt(v: Any) -> str:
@@ -333,6 +379,7 @@ def profile_from_dict(data: dict[str, Any], origin: str = "site profile") -> Sit
     for section, settings in _SETTINGS.items():
         table = data.get(section)
         if table is None and section in _OPTIONAL:
+            sources.update({k: DEFAULT_SOURCES[k] for k in settings})
             continue
         if not isinstance(table, dict):
             raise SiteProfileError(f"{origin}: missing [{section}] table")
