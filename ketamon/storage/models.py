@@ -718,6 +718,10 @@ class TreatmentCourse(Base):
 
     __tablename__ = "treatment_course"
     __audit__ = True
+    #: kept in step with the course's record by the repository (the entries say why)
+    __audit_workflow__ = frozenset(
+        {"screened_at", "contraindications_open", "precautions", "closed_at"}
+    )
     __table_args__ = (Index("ix_treatment_course_patient", "patient_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
