@@ -1,7 +1,7 @@
 """ketamon benchmarks, run by hand: ``python benchmarks/run.py [NAME ...]``.
 
 Prints one ``name: value unit`` line per figure. Names: startup, decode, ingest, station, chart,
-restore, review, audit_verify, fuzz.
+restore, review, audit_verify, fuzz, export, clinic, soak, reconnect.
 """
 
 from __future__ import annotations
@@ -480,6 +480,126 @@ def bench_fuzz() -> None:
         emit(f"fuzz_{name}_seconds", by_kind["single"].seconds, "s")
 
 
+def bench_clinic() -> None:
+    """64 chairs on 4 ``ketamon station`` processes into a fresh database on the PostgreSQL
+    server of KETAMON_TEST_POSTGRES_URL, and a central view offscreen (_clinic_probe.py):
+    ingest rate, server CPU share, station flag to central flag drawn, drain after a 60 s outage
+    (a TCP proxy cut), station RSS per chair. About 4 minutes."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run(
+        [sys.executable, str(HERE / "_clinic_probe.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith("clinic_")]
+    if out.returncode != 0 or not lines:
+        print(f"clinic: failed ({out.stderr.strip()[-800:]})", flush=True)
+        return
+    print("\n".join(lines), flush=True)
+
+
+def bench_soak() -> None:
+    """16 simulated chairs on the app's station (headless, SQLite) for 12 simulated hours at
+    60x (12 real minutes; _soak_probe.py): RSS growth and the writer's commit latency.
+    KETAMON_BENCH_SOAK="HOURS SPEED" changes the run (e.g. "1 1" for one real hour)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    hours, speed = os.environ.get("KETAMON_BENCH_SOAK", "12 60").split()
+    out = subprocess.run(
+        [sys.executable, str(HERE / "_soak_probe.py"), hours, speed],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=3 * 3600,
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith("soak_")]
+    if out.returncode != 0 or not lines:
+        print(f"soak: failed ({out.stderr.strip()[-800:]})", flush=True)
+        return
+    print("\n".join(lines), flush=True)
+
+
+def bench_reconnect() -> None:
+    """A replug: each serial protocol's emulator on a pty, read by ``ketamon record``; the cable
+    is pulled for 10 s (the pty closed and its path removed, as an unplugged USB adapter does),
+    then plugged back on the same path: the time from the replug to the first reading printed
+    again. The emulators run at real speed (their own output cadence counts)."""
+    from devices.emulators import emulator_class
+    from devices.emulators.base import PtyServer
+    from devices.protocols import wire_protocols
+    from devices.scenarios import Link, get_scenario
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("KETAMON_DATABASE_URL", None)
+    worst = 0.0
+    for protocol in [p for p in wire_protocols() if p != "simulator"]:
+        with tempfile.TemporaryDirectory() as d:
+            link = Path(d) / "monitor"
+            server = PtyServer(emulator_class(protocol)(get_scenario("stable")), link=link)
+            server.start()
+            child = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ketamon",
+                    "--data-dir",
+                    f"{d}/data",
+                    "record",
+                    "--protocol",
+                    protocol,
+                    "--port",
+                    str(link),
+                    "--db",
+                    f"sqlite:///{d}/rec.sqlite3",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
+            arrivals: list[float] = []
+
+            def read(
+                child: subprocess.Popen[str] = child, arrivals: list[float] = arrivals
+            ) -> None:
+                assert child.stdout is not None
+                for _line in child.stdout:
+                    arrivals.append(time.monotonic())
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            try:
+                end = time.monotonic() + 60
+                while len(arrivals) < 3 and time.monotonic() < end:
+                    time.sleep(0.05)
+                if len(arrivals) < 3:
+                    print(f"reconnect_resume_{protocol}: failed (no readings)", flush=True)
+                    continue
+                server.force_link(Link.PULLED)
+                time.sleep(10.0)
+                server.force_link(None)
+                t_plug = time.monotonic()
+                end = t_plug + 60
+                while not any(t > t_plug for t in arrivals) and time.monotonic() < end:
+                    time.sleep(0.01)
+                got = [t for t in arrivals if t > t_plug]
+                if not got:
+                    print(f"reconnect_resume_{protocol}: failed (none in 60 s)", flush=True)
+                    continue
+                resume = got[0] - t_plug
+                worst = max(worst, resume)
+                emit(f"reconnect_resume_{protocol}", resume, "s")
+            finally:
+                child.terminate()
+                child.wait(30)
+                server.stop()
+    emit("reconnect_resume_s", worst, "s (worst protocol, after a 10 s pull)")
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "startup": bench_startup,
     "decode": bench_decode,
@@ -491,6 +611,9 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "audit_verify": bench_audit_verify,
     "fuzz": bench_fuzz,
     "export": bench_export,
+    "clinic": bench_clinic,
+    "soak": bench_soak,
+    "reconnect": bench_reconnect,
 }
 
 
