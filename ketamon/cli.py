@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from ketamon import SAFETY_STATEMENT, __version__, cli_admin, cli_clinic, cli_export
+from ketamon import SAFETY_STATEMENT, __version__, cli_admin, cli_clinic, cli_course, cli_export
 
 if TYPE_CHECKING:
     from ketamon.acquisition.pipeline import ChairPipeline
@@ -353,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_export.add_parsers(sub, _add_common)
     cli_admin.add_parsers(sub, _add_common)
     cli_clinic.add_parsers(sub, _add_common)
+    cli_course.add_parsers(sub, _add_common)
     del PROTOCOLS
     return parser
 
@@ -1258,6 +1259,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return cli_clinic.run(args, sys.stdout, sys.stderr)
         if command in cli_admin.COMMANDS:
             return cli_admin.run(args, sys.stdout, sys.stderr, sys.stdin)
+        if command in cli_course.COMMANDS:
+            return cli_course.run(args, sys.stdout, sys.stderr)
         parser.error(f"unknown command {command!r}")
     except expected as exc:
         sys.stderr.write(f"ketamon: error: {_one_line(str(exc))}\n")
