@@ -4,6 +4,7 @@ user's stored password, and the dose report from the stored entries."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from ketamon.cli import main
 from ketamon.core import commands as c
 from ketamon.core.course import CourseCore, OpenCourse, OverrideContraindication, ScreenPatient
 from ketamon.core.dose_report import dose_lines
@@ -47,7 +49,7 @@ class DbAuth:
 
 
 def test_a_course_screened_overridden_and_dosed_on_the_database(
-    engine: Engine, staff: Staff
+    engine: Engine, staff: Staff, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     nurse = Actor(staff.nurse, "nina", "Nina Nurse", Role.NURSE)
     doc = Actor(staff.physician, "paul", "Paul Physician", Role.PHYSICIAN)
@@ -113,3 +115,22 @@ def test_a_course_screened_overridden_and_dosed_on_the_database(
     # the course's record cannot be changed behind the application's back
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text("UPDATE course_entry SET data = '{}'"))
+    # and from the command line
+    assert main(["doses", "report", "--date", day.isoformat(), "--csv", "--db", db_url]) == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines() == [
+        "date,product,lot,administrations,sessions,devices,given_mg,wasted_mg,accounted_mg",
+        f"{day.isoformat()},Ketamine HCl 50 mg/mL,K123,1,1,0,35.0,15.0,50.0",
+    ]
+    assert main(["doses", "report", "--date", day.isoformat(), "--json", "--db", db_url]) == 0
+    report = json.loads(capsys.readouterr()[0])
+    assert report["rows"][0]["wasted_mg"] == 15.0
+    other = "2026-01-01"
+    assert main(["doses", "report", "--date", other, "--db", db_url]) == 0
+    assert "No administrations or waste recorded." in capsys.readouterr()[0]
+
+
+def test_doses_report_refuses_a_bad_date(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doses", "report", "--date", "2026-13-01"]) == 2
+    err = capsys.readouterr()[1]
+    assert err.startswith("ketamon: error: --date '2026-13-01': not a date (use YYYY-MM-DD")
