@@ -23,7 +23,9 @@ NURSE = Actor(10, "nina", "Nina Nurse", Role.NURSE)
 PHYSICIAN = Actor(11, "paul", "Dr Paul Physician", Role.PHYSICIAN)
 ADMIN = Actor(12, "ada", "Ada Admin", Role.ADMIN)
 AUDITOR = Actor(13, "otto", "Otto Auditor", Role.AUDITOR)
-PEOPLE = {a.username: a for a in (NURSE, PHYSICIAN, ADMIN, AUDITOR)}
+THERAPIST = Actor(14, "tess", "Tess Therapist", Role.THERAPIST)
+NURSE2 = Actor(15, "nora", "Nora Nurse", Role.NURSE)  # a second user (a witness)
+PEOPLE = {a.username: a for a in (NURSE, PHYSICIAN, ADMIN, AUDITOR, THERAPIST, NURSE2)}
 PASSWORD = "correct horse"
 DOC = c.Credentials("paul", PASSWORD)
 
@@ -90,6 +92,8 @@ ALEX = PatientInfo(None, "MRN-1", "Alex", "Demo", weight_kg=70.0, rems_enrolled=
 SAM = PatientInfo(None, "MRN-2", "Sam", "Sample", weight_kg=90.0, rems_enrolled=True)
 ESK = Plan(Treatment.ESKETAMINE, dose_mg=56.0)
 IV = Plan(Treatment.IV_KETAMINE, iv_mg_per_kg=0.5, iv_minutes=40.0)
+IM = Plan(Treatment.IM_KETAMINE, im_mg_per_kg=0.5)
+SL = Plan(Treatment.ORAL_KETAMINE, oral_mg=200.0, oral_form="sublingual_troche")
 
 
 def screening(bp: tuple[float, float] = (120, 80), hr: float = 70) -> c.RecordScreening:

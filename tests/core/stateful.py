@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from ketamon.core import commands as c
 from ketamon.core.ports import SessionRepository
 from ketamon.core.session import Refused
+from ketamon.domain.dosing import Supply
 from ketamon.domain.record import fold
 from ketamon.domain.session_rules import PrescriberDecision
 from ketamon.domain.side_effects import BP_SYMPTOMS
@@ -23,17 +24,22 @@ from tests.core.helpers import (
     AUDITOR,
     DOC,
     ESK,
+    IM,
     IV,
     NURSE,
     PASSWORD,
     PHYSICIAN,
     SAM,
+    SL,
+    THERAPIST,
     Chair,
     Clock,
     make_chair,
 )
 
-ACTORS = st.sampled_from([NURSE, NURSE, PHYSICIAN, ADMIN, AUDITOR])
+ACTORS = st.sampled_from([NURSE, NURSE, PHYSICIAN, ADMIN, AUDITOR, THERAPIST])
+VIAL = Supply("Ketamine HCl 50 mg/mL", 50.0, "K1", "2027-06-30")
+TROCHE = Supply("Ketamine troche 100 mg", 100.0, "T1", "2027-06-30")
 AUTH = st.sampled_from(
     [None, DOC, c.Credentials("paul", "wrong"), c.Credentials("nina", PASSWORD)]
 )
@@ -41,7 +47,7 @@ COMMANDS: st.SearchStrategy[Any] = st.one_of(
     st.builds(
         c.StartSession,
         st.sampled_from([ALEX, SAM]),
-        st.sampled_from([ESK, IV]),
+        st.sampled_from([ESK, IV, IM, SL]),
         confirmed=st.sampled_from([True, True, False]),
     ),
     st.builds(
@@ -108,6 +114,34 @@ COMMANDS: st.SearchStrategy[Any] = st.one_of(
         authoriser=AUTH,
     ),
     st.builds(c.Cancel, st.sampled_from(["", "wrong patient"]), authoriser=AUTH),
+    # the treatment course (issue 15)
+    st.builds(
+        c.AdministerDose,
+        st.sampled_from([VIAL, TROCHE]),
+        st.sampled_from([30.0, 50.0, 200.0]),
+        st.sampled_from(["", "deltoid_left"]),
+    ),
+    st.builds(
+        c.RecordWaste,
+        st.sampled_from([VIAL.product, TROCHE.product]),
+        st.sampled_from(["K1", "T1"]),
+        st.sampled_from([5.0, 15.0, 40.0]),
+        st.sampled_from(["", "rest of the vial"]),
+        st.sampled_from(
+            [None, DOC, c.Credentials("nina", PASSWORD), c.Credentials("nora", PASSWORD)]
+        ),
+    ),
+    st.builds(
+        c.RecordScale,
+        st.sampled_from(["phq9", "cgi_s", "madrs", "nope"]),
+        st.dictionaries(st.integers(0, 10), st.integers(0, 3), min_size=1, max_size=10),
+    ),
+    st.builds(c.RecordSuicidalityAction, st.sampled_from(["", "risk assessed"])),
+    st.builds(
+        c.AssignTherapist,
+        st.sampled_from([c.Credentials("tess", PASSWORD), c.Credentials("nina", PASSWORD)]),
+    ),
+    st.builds(c.AddTherapistNote, st.sampled_from(["", "grief work"])),
 )
 
 
@@ -150,7 +184,7 @@ def machine(make_repo: Callable[[], SessionRepository]) -> type[RuleBasedStateMa
         @precondition(lambda self: self.chair.core.state is None)
         @rule(
             patient=st.sampled_from([ALEX, SAM]),
-            plan=st.sampled_from([ESK, IV]),
+            plan=st.sampled_from([ESK, IV, IM, SL]),
             actor=st.sampled_from([NURSE, PHYSICIAN]),
         )
         def start(self, patient: Any, plan: Any, actor: Any) -> None:
@@ -174,6 +208,8 @@ def machine(make_repo: Callable[[], SessionRepository]) -> type[RuleBasedStateMa
             self._try(c.PrescriberDecide(PrescriberDecision.PROCEED), PHYSICIAN)
             self._try(c.LogDevice("LOT1"))
             self._try(c.StartInfusion())
+            self._try(c.AdministerDose(VIAL, 35.0, "deltoid_left"))
+            self._try(c.AdministerDose(TROCHE, 200.0))
             self.clock.advance(minutes=5)
             self._try(c.LogDevice("LOT1"))
 

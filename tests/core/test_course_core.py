@@ -36,10 +36,12 @@ from ketamon.domain.session_rules import Treatment
 from tests.core.helpers import (
     ALEX,
     DOC,
+    IM,
     NURSE,
     PASSWORD,
-    PEOPLE,
     PHYSICIAN,
+    SL,
+    THERAPIST,
     Chair,
     Clock,
     Passwords,
@@ -47,14 +49,9 @@ from tests.core.helpers import (
     screening,
 )
 
-THERA = Actor(14, "tess", "Tess Therapist", Role.THERAPIST)
-NURSE2 = Actor(15, "nora", "Nora Nurse", Role.NURSE)
-PEOPLE.setdefault("tess", THERA)
-PEOPLE.setdefault("nora", NURSE2)
+THERA = THERAPIST
 CHECKLIST = {"steady_gait": True, "escort_present": True, "instructions_given": True}
 PATIENT = replace(ALEX, id=7)
-IM = Plan(Treatment.IM_KETAMINE, im_mg_per_kg=0.5)
-SL = Plan(Treatment.ORAL_KETAMINE, oral_mg=200.0, oral_form="sublingual_troche")
 VIAL = Supply("Ketamine HCl 50 mg/mL", 50.0, "K123", "2027-06-30")
 TROCHE = Supply("Ketamine troche 100 mg", 100.0, "T9", "2027-01-31")
 
