@@ -286,8 +286,10 @@ class AlarmPanel(QWidget):
                 self._sound_flag(a.key, a.priority)  # a repeat: it does not end a pause
 
     def _on_timer_timeout(self) -> None:
+        self._repeat_unacknowledged()  # sounds repeat for every chair, shown or not
+        if not self.isVisible():
+            return  # the list is brought up to date by sig_alarms_changed and when shown
         self.refresh()
-        self._repeat_unacknowledged()
         t = time.monotonic() - self._t0
         for r in self.rows:
             hz = FLASH_HZ.get(r.alarm.priority)

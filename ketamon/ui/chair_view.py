@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
+from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -175,6 +175,7 @@ class ChairViewWidget(QWidget):
         self._tick.setInterval(500)
         self._tick.timeout.connect(self._on_tick_timeout)
         self._prompt_keys: list[tuple[str, str]] = []
+        self._started = False
         self._refresh_actions()
 
     def _build_panels(self) -> None:
@@ -193,13 +194,16 @@ class ChairViewWidget(QWidget):
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        self.chart.start()
-        self.pleth.start()
-        self.alarm_panel.start()
+        self._started = True
+        self.alarm_panel.start()  # flags sound and repeat for every chair, shown or not
         self._tick.start()
+        if self.isVisible():
+            self.chart.start()
+            self.pleth.start()
         self._on_tick_timeout()
 
     def stop(self) -> None:
+        self._started = False
         self.chart.stop()
         self.pleth.stop()
         self.alarm_panel.stop()
@@ -243,8 +247,18 @@ class ChairViewWidget(QWidget):
         return None
 
     # ---- slots ------------------------------------------------------------------------------
+    def hideEvent(self, event: QHideEvent) -> None:
+        # A chair in a background tab draws nothing: its chart and pleth timers stop (16
+        # chairs' timers woke the UI thread ~500 times a second for nothing)
+        self.chart.stop()
+        self.pleth.stop()
+        super().hideEvent(event)
+
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
+        if self._started:
+            self.chart.start()
+            self.pleth.start()
         self._prompt_keys = []
         self._refresh_view()  # hidden chairs skip the periodic screen updates: catch up now
 
