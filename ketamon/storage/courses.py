@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TypeVar
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from devices.readings import Quality
 from ketamon.core.course import CourseDraft
 from ketamon.domain.course import (
     CourseEntry,
@@ -25,6 +26,7 @@ from ketamon.domain.course import (
     apply_course,
     fold_course,
 )
+from ketamon.domain.course_view import CourseView, course_view
 from ketamon.domain.record import EntryKind, SessionEntry, SessionState, fold
 from ketamon.domain.roles import Actor
 from ketamon.domain.screening import ITEMS
@@ -36,6 +38,7 @@ from ketamon.storage.models import (
     TreatmentCourse,
     TreatmentSession,
     User,
+    VitalReading,
 )
 from ketamon.storage.records import RecordError
 from ketamon.storage.repository import _entries
@@ -223,9 +226,54 @@ def dose_entries(engine: Engine, day: date, tz: tzinfo | None = None) -> list[Se
         )
 
 
+def session_extremes(
+    engine: Engine, session_ids: Sequence[int]
+) -> dict[int, dict[str, tuple[float, float]]]:
+    """(lowest, highest) of each parameter per session, from valid readings (monitor and
+    manual) after the session's first dose."""
+    if not session_ids:
+        return {}
+    q = (
+        select(
+            VitalReading.session_id,
+            VitalReading.parameter,
+            func.min(VitalReading.value),
+            func.max(VitalReading.value),
+        )
+        .join(TreatmentSession, TreatmentSession.id == VitalReading.session_id)
+        .where(
+            VitalReading.session_id.in_(list(session_ids)),
+            VitalReading.quality.op("&")(int(Quality.INVALID.value)) == 0,
+            TreatmentSession.first_dose_at.is_not(None),
+            VitalReading.host_time >= TreatmentSession.first_dose_at,
+        )
+        .group_by(VitalReading.session_id, VitalReading.parameter)
+    )
+    out: dict[int, dict[str, tuple[float, float]]] = {}
+    with Session(engine) as s:
+        for sid, param, lo, hi in s.execute(q):
+            out.setdefault(int(sid), {})[str(param)] = (float(lo), float(hi))
+    return out
+
+
+def load_course_view(engine: Engine, course_id: int, today: date) -> CourseView:
+    """The course view of ``course_id``: its record, the patient's sessions since its start and
+    their vital extremes."""
+    with Session(engine) as s:
+        state = fold_course(_course_entries(s, course_id))
+    if state is None:
+        raise RecordError(f"no treatment course {course_id}")
+    since = datetime.combine(state.plan.start, time(0), UTC) - timedelta(days=1)
+    sessions = [st for _, st in patient_sessions(engine, state.patient_id, since)]
+    extremes = session_extremes(engine, [st.session_id for st in sessions])
+    return course_view(state, sessions, extremes, today)
+
+
 __all__ = [
     "SqlCourseRepository",
     "apply_course",
     "dose_entries",
+    "load_course_view",
     "patient_sessions",
+    "session_extremes",
 ]
