@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -38,6 +39,23 @@ def _clock(when: datetime | None) -> str:
     return "" if when is None else when.astimezone().strftime("%H:%M")
 
 
+def flag_text(alarm: ActiveAlarm, raised: datetime | None) -> str:
+    """E.g. ``*** HIGH: SpO₂ 78 < 80 · 09:42  [latched]``: marker, word, condition, time."""
+    state = []
+    if alarm.state is AlarmState.LATCHED:
+        state.append("latched")
+    if alarm.acknowledged:
+        state.append("acknowledged")
+    if alarm.technical:
+        state.append("technical")
+    word = theme.PRIORITY_TEXT[alarm.priority]
+    msg = alarm.message.lstrip("* ")
+    since = f" · {_clock(raised)}" if raised is not None else ""
+    return f"{alarm.priority.marker} {word}: {msg}{since}" + (
+        f"  [{', '.join(state)}]" if state else ""
+    )
+
+
 class AlarmRow(QFrame):
     """One flag on one or two lines: marker, priority word and the condition ("SYS 165 > 160"),
     the time it was raised, its state, and a button that acknowledges this flag alone."""
@@ -51,19 +69,7 @@ class AlarmRow(QFrame):
         self.setObjectName("alarmRow")
         self.alarm = alarm
         self.raised = raised
-        state = []
-        if alarm.state is AlarmState.LATCHED:
-            state.append("latched")
-        if alarm.acknowledged:
-            state.append("acknowledged")
-        if alarm.technical:
-            state.append("technical")
-        word = theme.PRIORITY_TEXT[alarm.priority]
-        msg = alarm.message.lstrip("* ")
-        since = f" · {_clock(raised)}" if raised is not None else ""
-        self._text = f"{alarm.priority.marker} {word}: {msg}{since}" + (
-            f"  [{', '.join(state)}]" if state else ""
-        )
+        self._text = flag_text(alarm, raised)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 2, 2, 2)
         lay.setSpacing(4)
@@ -191,6 +197,8 @@ class AlarmPanel(QWidget):
         lay.addLayout(buttons)
         self.rows: list[AlarmRow] = []
         self._keys: list[tuple[str, int, bool, str, str, datetime | None]] = []
+        self._texts: list[str] = []
+        self._pending_rows: tuple[list[ActiveAlarm], list[datetime | None]] | None = None
         self._t0 = time.monotonic()
         self._timer = QTimer(self)
         self._timer.setInterval(100)
@@ -244,23 +252,41 @@ class AlarmPanel(QWidget):
         if keys == self._keys:
             return
         self._keys = keys
+        self._texts = [flag_text(a, k[5]) for a, k in zip(alarms, keys, strict=True)]
+        self.ack_button.setEnabled(any(not a.acknowledged for a in alarms))
+        self.reset_button.setEnabled(any(a.state is AlarmState.LATCHED for a in alarms))
+        self._pending_rows = (alarms, [k[5] for k in keys])
+        if self.isVisible():
+            self._build_rows()
+        # hidden (another chair's tab): the rows are built when it is shown; building them at
+        # every flag of a flag storm held the UI thread ~4 ms each time
+
+    def _build_rows(self) -> None:
+        pending = self._pending_rows
+        if pending is None:
+            return
+        self._pending_rows = None
+        alarms, raised = pending
         for r in self.rows:
             self.rows_box.removeWidget(r)
             r.deleteLater()
-        self.rows = [AlarmRow(a, k[5]) for a, k in zip(alarms, keys, strict=True)]
+        self.rows = [AlarmRow(a, t) for a, t in zip(alarms, raised, strict=True)]
         for i, r in enumerate(self.rows):
             r.sig_acknowledge_requested.connect(self.sig_acknowledge_requested)
             self.rows_box.insertWidget(1 + i, r)
         self.none_label.setVisible(not self.rows)
-        self.ack_button.setEnabled(any(not a.acknowledged for a in alarms))
-        self.reset_button.setEnabled(any(a.state is AlarmState.LATCHED for a in alarms))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._build_rows()
 
     def most_urgent_unacknowledged(self) -> str | None:
         """The key Ctrl+K acknowledges: the first unacknowledged flag (most urgent first)."""
         return next((a.key for a in self._active() if not a.acknowledged), None)
 
     def texts(self) -> list[str]:
-        return [r.text() for r in self.rows]
+        """The flags as the list says them (also while the chair is not on screen)."""
+        return list(self._texts)
 
     def announce(self, key: str, priority: Priority) -> None:
         """Sound a newly raised or escalated flag (unless audio is paused). A new high-priority
