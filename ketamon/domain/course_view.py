@@ -73,7 +73,7 @@ def _dose(s: SessionState) -> tuple[str, float | None]:
     t = s.plan.treatment
     if t is Treatment.ESKETAMINE:
         mg = sum(d.mg for d in s.devices)
-        return f"{mg:g} mg nasal ({len(s.devices)} devices)", mg or None
+        return f"{mg:g} mg nasal ×{len(s.devices)}", mg or None
     if t is Treatment.IV_KETAMINE and s.infusion is not None:
         mg = s.infusion.given_mg if s.infusion.given_mg is not None else s.infusion.planned_mg
         return f"{mg:g} mg IV ({s.infusion.mg_per_kg:g} mg/kg)", mg
