@@ -188,6 +188,8 @@ class ChairCore:
         self.settings = settings or CoreSettings()
         #: the patients' treatment courses (their screening stops dosing); None: not checked
         self.courses = courses
+        #: the course gate as last read on the command thread (the UI reads this, never the DB)
+        self._gate = Gate(None, (), ())
         self._lock = threading.RLock()
         self._state: SessionState | None = None
         self._entries: tuple[SessionEntry, ...] = ()
@@ -238,12 +240,31 @@ class ChairCore:
                 infusing=state.infusing,
             )
             self.alarms.restore(_active_alarms(state))
+            self.refresh_gate()
             return state
 
     # ---- commands --------------------------------------------------------------------------
     def execute(self, command: c.Command, actor: Actor, latest: Latest | None = None) -> Outcome:
         with self._lock:
-            return self._execute(command, actor, latest or {})
+            try:
+                return self._execute(command, actor, latest or {})
+            finally:
+                self.refresh_gate()
+
+    @property
+    def gate(self) -> Gate:
+        """The patient's course gate (blockers, precautions) as last read; cheap, any thread."""
+        return self._gate
+
+    def refresh_gate(self) -> Gate:
+        """Read the course gate again (on the command thread: it reads the database). Before the
+        first dose only: once dosing has started the course has had its say."""
+        s = self.state
+        if self.courses is None or s is None:
+            self._gate = Gate(None, (), ())
+        elif s.first_dose is None or self._gate.course is None:
+            self._gate = course_gate(self, s, self.clock())
+        return self._gate
 
     def check(self, command: c.Command, actor: Actor, latest: Latest | None = None) -> None:
         """Raise :class:`Refused` if the command would be refused now; record nothing.
@@ -533,13 +554,17 @@ def _predose(core: ChairCore, state: SessionState) -> PredoseState:
     )
 
 
-def dose_blockers_for(core: ChairCore, state: SessionState, now: datetime) -> list[str]:
-    """Why a dose cannot be logged now (empty: it can)."""
+def dose_blockers_for(
+    core: ChairCore, state: SessionState, now: datetime, *, fresh: bool = False
+) -> list[str]:
+    """Why a dose cannot be logged now (empty: it can). ``fresh``: read the course from the
+    database (the command thread); otherwise the gate last read (the UI thread)."""
     if state.ended:
         return ["The session has ended"]
     reasons: list[str] = []
     if state.first_dose is None:
-        reasons += list(course_gate(core, state, now).blockers)
+        gate = course_gate(core, state, now) if fresh else core.gate
+        reasons += list(gate.blockers)
         if state.screening is None and state.bp_override is None:
             reasons.append("Record the pre-dose screening first")
         else:
@@ -678,7 +703,7 @@ def _override_bp(k: _Call, cmd: c.OverrideMissingBp) -> Outcome:
 def _dose_checks(core: ChairCore, state: SessionState, now: datetime, kind: Treatment) -> None:
     if state.plan.treatment is not kind:
         raise Refused([f"This is a {state.plan.treatment.value.replace('_', ' ')} session"])
-    reasons = dose_blockers_for(core, state, now)
+    reasons = dose_blockers_for(core, state, now, fresh=True)
     if reasons:
         raise Refused(reasons)
 
@@ -1287,7 +1312,7 @@ def _administer(k: _Call, cmd: c.AdministerDose) -> Outcome:
         raise Refused([f"This is a {plan.treatment.value.replace('_', ' ')} session"])
     if state.administration is not None:
         raise Refused(["The dose has already been given"])
-    reasons = dose_blockers_for(core, state, now)
+    reasons = dose_blockers_for(core, state, now, fresh=True)
     reasons += supply_problems(cmd.supply, now.date())
     mg_per_kg: float | None = None
     if plan.treatment is Treatment.IM_KETAMINE:

@@ -129,7 +129,11 @@ def test_a_contraindication_blocks_dosing_until_a_physician_overrides_it() -> No
         courses.execute(OverrideContraindication(cid, "x", c.Credentials("nora", PASSWORD)), NURSE)
     with pytest.raises(CourseRefused, match="needs a reason"):
         courses.execute(OverrideContraindication(cid, " "), PHYSICIAN)
+    # the chair's UI reads the gate as last read on the command thread, never the database
+    assert any("Arteriovenous" in b for b in chair.core.gate.blockers)
     course = courses.execute(OverrideContraindication(cid, "neurosurgeon cleared", DOC), NURSE)
+    assert chair.core.gate.blockers != ()  # not read again yet
+    assert chair.core.refresh_gate().blockers == ()
     assert course.overrides[0].by == "Dr Paul Physician"
     assert course.overrides[0].items == ("arteriovenous_malformation",)
     out = chair.do(c.AdministerDose(VIAL, 35.0, "deltoid_left"))
