@@ -142,6 +142,10 @@ class Correct:
 @dataclass(frozen=True, slots=True)
 class Acknowledge:
     key: str | None = None  # None: every unacknowledged flag
+    #: where it was given when not at the chair's own screen: "at lock screen" (issue 13) is
+    #: allowed to the station's system actor (whoever stands at a locked screen), and is
+    #: recorded with each flag acknowledged
+    where: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,7 +190,8 @@ def describe(e: SessionEntry, kinds: Mapping[int, EntryKind] | None = None) -> s
         ]
         return head + "; ".join(parts) + f" — reason: {d.get('reason', '')}"
     if k is EntryKind.ALARM:
-        return f"{d.get('action')}: {d.get('message') or d.get('key')}"
+        where = f" {d['where']}" if d.get("where") else ""  # "acknowledged at lock screen"
+        return f"{d.get('action')}{where}: {d.get('message') or d.get('key')}"
     if k is EntryKind.LINK:
         return f"{d.get('state')}" + (f" ({d['reason']})" if d.get("reason") else "")
     if k is EntryKind.LIMIT_CHANGED:

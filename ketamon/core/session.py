@@ -1102,16 +1102,25 @@ def _correction_problems(
     return p
 
 
+#: an acknowledgement given from the locked screen (issue 13): recorded with the flag, by the
+#: station's system actor when nobody is signed in to the screen
+LOCK_SCREEN = "at lock screen"
+
+
 def _acknowledge(k: _Call, cmd: c.Acknowledge) -> Outcome:
     core, state, actor, _now, _latest, action = k
-    core._role(actor, action)
+    if not (cmd.where == LOCK_SCREEN and actor.role is Role.SYSTEM):
+        core._role(actor, action)
     if cmd.key is None:
         events = core.alarms.acknowledge_all()
     else:
         if cmd.key not in state.alarms:
             raise Refused(["That flag is no longer active"])
         events = core.alarms.acknowledge(cmd.key)
-    return core._record(state, core._alarm_drafts(events, actor), actor, events)
+    drafts = core._alarm_drafts(events, actor)
+    if cmd.where:
+        drafts = [replace(d, data={**d.data, "where": cmd.where}) for d in drafts]
+    return core._record(state, drafts, actor, events)
 
 
 def _reset(k: _Call, cmd: c.ResetAlarms) -> Outcome:

@@ -35,6 +35,7 @@ from ketamon.core.read_models import (
     record_lines,
 )
 from ketamon.core.session import (
+    LOCK_SCREEN,
     ChairCore,
     CoreSettings,
     Outcome,
@@ -151,6 +152,8 @@ class ChairPresenter(QObject):
         self._load_readings = load_readings
         self._storage_problem = storage_problem
         self._storage_flagged = False
+        #: hide the patient's name on screen (set while the screen is locked, issue 13)
+        self.mask_names = False
         pipeline = acquisition.pipeline
         self.core = ChairCore(
             acquisition.name,
@@ -412,9 +415,9 @@ class ChairPresenter(QObject):
     def submit(self, command: c.Command, what: str = "") -> Pending[Outcome]:
         """Give ``command`` to the core on the command thread. A refusal the UI can know at
         once (the user's role) comes back resolved before this returns."""
-        actor = self.actor
         latest = self.latest()
         try:
+            actor = self.actor  # refused while the screen is locked (issue 13)
             self.core.check(command, actor, latest)
         except Refused as exc:
             p: Pending[Outcome] = Pending(what)
@@ -514,6 +517,21 @@ class ChairPresenter(QObject):
     def acknowledge(self, key: str | None = None) -> Pending[Outcome]:
         return self.submit(c.Acknowledge(key), "acknowledge")
 
+    def acknowledge_at_lock_screen(self, key: str | None = None) -> Pending[Outcome]:
+        """ACKNOWLEDGED from the locked screen (issue 13): nobody is signed in to the screen, so
+        it is recorded by the station's system actor, marked "at lock screen" in the flag's
+        entry (and so in the audit row that seals it). Refused, as at the chair's own screen,
+        when no session runs at the chair."""
+        core, latest = self.core, self.latest()
+        cmd = c.Acknowledge(key, where=LOCK_SCREEN)
+
+        def run() -> Outcome:
+            return core.execute(cmd, core.system(), latest)
+
+        pending = self._runner.submit(run, "acknowledge at lock screen")
+        pending.on_done(self._on_command_done)
+        return pending
+
     def reset_alarms(self) -> Pending[Outcome]:
         return self.submit(c.ResetAlarms(), "alarm reset")
 
@@ -559,8 +577,9 @@ class ChairPresenter(QObject):
         return self.submit(c.Cancel(reason, _creds(username, password)), "cancel")
 
     def summary(self) -> ChairSummary:
-        """This chair at a glance, for the overview."""
-        return chair_summary(
+        """This chair at a glance, for the overview (the patient's name hidden while
+        ``mask_names`` says so: behind the idle lock, when the site asks for it)."""
+        x = chair_summary(
             self.name,
             self.state,
             self.last_state,
@@ -569,6 +588,16 @@ class ChairPresenter(QObject):
             self.worst_alarm(),
             self.link.text,
         )
+        if self.mask_names and self.state is not None:
+            x = replace(x, patient="(name hidden: screen locked)")
+        return x
+
+    def patient_label(self) -> str:
+        """The running session's patient as the screen shows them ("" when none)."""
+        s = self.state
+        if s is None:
+            return ""
+        return "(name hidden: screen locked)" if self.mask_names else s.patient.label
 
     def record(self) -> list[RecordLine]:
         """The latest session's record in words, in time order (flags and link events too)."""
@@ -675,7 +704,10 @@ class ChairPresenter(QObject):
         if out is None:
             return
         if out.manual_values and out.manual_time is not None:
-            who = self.actor.username
+            try:
+                who = self.actor.username
+            except Refused:  # locked since it was given: the record names its author
+                who = "locked"
             readings = [
                 make_reading(k, v, out.manual_time, quality=Quality.MANUAL, source=f"manual:{who}")
                 for k, v in out.manual_values.items()

@@ -300,7 +300,7 @@ class ChairViewWidget(QWidget):
         self.dose_label.setText("" if dosing is None else dosing.text)
         ph = self.model.phase()
         self.phase_label.setText(
-            "" if s is None else f"{s.patient.label} · {ph.label if ph else ''}"
+            "" if s is None else f"{self.model.patient_label()} · {ph.label if ph else ''}"
         )
         self._refresh_prompts()
         current = self.current_panel()
