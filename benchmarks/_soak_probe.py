@@ -1,5 +1,6 @@
-"""The soak (issue 11 §9): 16 simulated chairs on the app's station, headless, on SQLite, at an
-accelerated clock for many simulated hours; RSS growth and the writer's commit latency.
+"""The soak (issue 11 §9): 16 simulated chairs on the app's station, headless, on SQLite
+(encrypted, as a clinic keeps it), at an accelerated clock for many simulated hours; RSS growth
+and the writer's commit latency.
 
 ``python benchmarks/_soak_probe.py [SIM_HOURS] [SPEED]`` (defaults 12 and 60: 12 simulated
 hours in 12 real minutes). What runs is what a clinic PC runs minus the window: the app's
@@ -57,7 +58,7 @@ def main(sim_hours: float, speed: float) -> None:
     from devices.transports import Transport
     from ketamon import app as app_module
     from ketamon.acquisition.pipeline import MonitorSpec
-    from ketamon.config import ChairConfig, Config
+    from ketamon.config import ChairConfig, Config, database_url
     from ketamon.domain.record import PatientInfo, Plan
     from ketamon.domain.session_rules import Treatment
     from ketamon.paths import resolve_paths
@@ -89,12 +90,24 @@ def main(sim_hours: float, speed: float) -> None:
         return MonitorSpec(make=make, description=spec.description)
 
     app_module.Station.monitor_spec = monitor_spec  # type: ignore[method-assign]
+    # The embedded database as a clinic PC keeps it: encrypted (SQLCipher), the key from a
+    # passphrase (KETAMON_SOAK_PLAIN=1: a plain SQLite file).
+    plain = os.environ.get("KETAMON_SOAK_PLAIN") == "1"
+    os.environ["KETAMON_DB_KEY_SOURCE"] = "none" if plain else "passphrase"
+    if not os.environ.get("KETAMON_DB_PASSPHRASE"):
+        os.environ["KETAMON_DB_PASSPHRASE"] = "soak benchmark passphrase"
+    url = database_url(None, config, paths.sqlite_url())
     station = app_module.make_station(
-        paths, config, load_profile(config), paths.sqlite_url(), demo=False, clock=clock
+        paths, config, load_profile(config), url, demo=False, clock=clock
     )
     station.prepare_demo()  # the demo nurse signs in and starts the sessions
     writer = station.writer
     assert writer is not None
+    sim0 = clock.now()
+
+    def sim_h() -> float:
+        return (clock.now() - sim0).total_seconds() / 3600.0
+
     commit_s: list[float] = []
     exposure_s: list[float] = []
     insert = writer._insert
@@ -104,8 +117,11 @@ def main(sim_hours: float, speed: float) -> None:
         insert(rows)
         commit_s.append(time.perf_counter() - t0)
 
+    exposure_at: list[float] = []  # simulated hours of each commit
+
     def on_commit(info: CommitInfo) -> None:
         exposure_s.append(info.exposure_s)
+        exposure_at.append(sim_h())
 
     writer._insert = timed_insert  # type: ignore[method-assign]
     writer.on_commit = on_commit
@@ -122,12 +138,8 @@ def main(sim_hours: float, speed: float) -> None:
             raise SystemExit(f"soak: a session did not start: {p.reasons}")
 
     t_real0 = time.perf_counter()
-    sim0 = clock.now()
     samples: list[tuple[float, float]] = []  # (simulated hours, RSS MB)
     marks: dict[str, Any] = {}
-
-    def sim_h() -> float:
-        return (clock.now() - sim0).total_seconds() / 3600.0
 
     def sample() -> None:
         h = sim_h()
@@ -157,6 +169,7 @@ def main(sim_hours: float, speed: float) -> None:
     stats = writer.stats
     rss_8h = next((r for h, r in samples if h >= 8.0), float("nan"))
     print(f"soak_chairs: {CHAIRS} chairs")
+    print(f"soak_database: {'plain SQLite' if plain else 'SQLCipher (passphrase key)'}")
     print(f"soak_simulated: {sim_h():.2f} h at {speed:g}x")
     print(f"soak_real_time: {real_s / 60:.1f} min")
     print(f"soak_cpu_share: {100 * cpu / real_s:.0f} % of one core")
@@ -169,6 +182,13 @@ def main(sim_hours: float, speed: float) -> None:
     print(f"soak_writer_commit_max: {1000 * max(commit_s, default=float('nan')):.1f} ms")
     print(f"soak_writer_exposure_p50: {1000 * _pct(exposure_s, 0.5):.1f} ms")
     print(f"soak_writer_exposure_p99: {1000 * _pct(exposure_s, 0.99):.1f} ms")
+    late = [e for e, h in zip(exposure_s, exposure_at, strict=True) if h >= 1.0]
+    print(f"soak_writer_exposure_p99_after_1h: {1000 * _pct(late, 0.99):.1f} ms")
+    slow = [h for e, h in zip(exposure_s, exposure_at, strict=True) if e > 1.0]
+    print(f"soak_writer_exposures_over_1s: {len(slow)} commits")
+    if slow:
+        hours = sorted({round(h, 1) for h in slow})
+        print("# exposures over 1 s at simulated hours: " + " ".join(f"{h:g}" for h in hours[:40]))
     print(f"soak_writer_commits: {stats.commits} commits")
     print(f"soak_readings_committed: {stats.readings_committed} readings")
     print(
