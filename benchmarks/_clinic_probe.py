@@ -14,12 +14,14 @@ server and dropped afterwards, so nothing else on the server is touched.
   here, take the time each raised flag is drawn on its card (the card repainted); the latency is
   from the flag's station time (``alarm_event.time``: when the station evaluated the breaching
   reading; one machine, one clock) to that paint.
-* Steady state, ``STEADY_S`` (90 s): rows/s committed (``vital_reading`` count), CPU of the server's
-  processes from /proc (the backends serving this database, from ``pg_stat_activity``; and every
-  postgres process, which includes whoever else uses the server), station CPU and RSS.
-* Outage: the proxy drops every connection and refuses new ones for ``OUTAGE_S``; the stations
-  hold readings in memory, then (past 30 s) in their durable spool (``OUTAGE_S``: 60 s). When the proxy is back, the
-  drain: the time until every reading taken before the restore is in the database, and its rate.
+* Steady state, ``STEADY_S`` (90 s): rows/s committed (``vital_reading`` count), CPU of the
+  server's processes from /proc (the backends serving this database, from
+  ``pg_stat_activity``; and every postgres process, which includes whoever else uses the
+  server), station CPU and RSS.
+* Outage, ``OUTAGE_S`` (60 s): the proxy drops every connection and refuses new ones; the
+  stations hold readings in memory, then (past 30 s) in their durable spool. When the proxy is
+  back, the drain: the time until every reading taken before the restore is in the database,
+  and its rate.
   Then no reading may be missing or duplicated.
 * Station RSS per chair: a station's RSS / 16, and the marginal cost of a chair against a
   1-chair station (a fifth station, on a second fresh database).
