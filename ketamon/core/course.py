@@ -80,6 +80,8 @@ class OpenCourse:
 class ScreenPatient:
     course_id: int
     answers: Mapping[str, ItemAnswer]
+    #: the prescriber's sign-in when a nurse records their answers
+    authoriser: Credentials | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,7 @@ class CourseCore:
                 raise CourseRefused([f"Course {cmd.course_id} is closed"])
             drafts: list[tuple[CourseDraft, Actor]]
             if isinstance(cmd, ScreenPatient):
-                drafts = [(self._screen(cmd, actor, now), actor)]
+                drafts = [self._screen(cmd, actor, now)]
             elif isinstance(cmd, OverrideContraindication):
                 drafts = [self._override(state, cmd, actor, now)]
             else:
@@ -183,6 +185,25 @@ class CourseCore:
         why = refusal(actor.role, action)
         if why:
             raise CourseRefused([why])
+
+    def _physician(
+        self, actor: Actor, creds: Credentials | None, action: Action, what: str
+    ) -> Actor:
+        """The physician who does ``action``: the actor, or the one who signs in for it (a
+        nurse records it on their sign-in)."""
+        if actor.role is Role.PHYSICIAN and (creds is None or creds.username == actor.username):
+            return actor
+        if actor.role not in (Role.NURSE, Role.PHYSICIAN):
+            raise CourseRefused([refusal(actor.role, action) or "not allowed"])
+        if creds is None:
+            raise CourseRefused([f"{what} needs a physician (a prescriber) to sign in"])
+        try:
+            who = self.auth.verify(creds.username, creds.password)
+        except AuthFailed as exc:
+            raise CourseRefused([f"{what}: {exc}"]) from exc
+        if who.role is not Role.PHYSICIAN:
+            raise CourseRefused([f"{what}: only a physician may do this ({who.username})"])
+        return who
 
     def _open(self, cmd: OpenCourse, actor: Actor, now: datetime) -> CourseState:
         self._role(actor, Action.COURSE)
@@ -206,8 +227,10 @@ class CourseCore:
         state = apply_course(None, entry)
         return state
 
-    def _screen(self, cmd: ScreenPatient, actor: Actor, now: datetime) -> CourseDraft:
-        self._role(actor, Action.COURSE_SCREENING)
+    def _screen(
+        self, cmd: ScreenPatient, actor: Actor, now: datetime
+    ) -> tuple[CourseDraft, Actor]:
+        who = self._physician(actor, cmd.authoriser, Action.COURSE_SCREENING, "The screening")
         problems = screening_problems(cmd.answers)
         if problems:
             raise CourseRefused(problems)
@@ -215,27 +238,17 @@ class CourseCore:
             k: {"answer": a.answer.value, "note": " ".join(a.note.split())}
             for k, a in cmd.answers.items()
         }
-        return CourseDraft(CourseEntryKind.SCREENED, now, {"answers": answers})
+        return CourseDraft(CourseEntryKind.SCREENED, now, {"answers": answers}), who
 
     def _override(
         self, state: CourseState, cmd: OverrideContraindication, actor: Actor, now: datetime
     ) -> tuple[CourseDraft, Actor]:
-        who = actor
-        if actor.role is not Role.PHYSICIAN or (
-            cmd.authoriser is not None and cmd.authoriser.username != actor.username
-        ):
-            if actor.role is Role.AUDITOR or actor.role is Role.THERAPIST:
-                raise CourseRefused([refusal(actor.role, Action.CONTRAINDICATION_OVERRIDE) or ""])
-            if cmd.authoriser is None:
-                raise CourseRefused(["Overriding a contraindication needs a physician to sign in"])
-            try:
-                who = self.auth.verify(cmd.authoriser.username, cmd.authoriser.password)
-            except AuthFailed as exc:
-                raise CourseRefused([f"Overriding a contraindication: {exc}"]) from exc
-            if who.role is not Role.PHYSICIAN:
-                raise CourseRefused(
-                    [f"Only a physician may override a contraindication ({who.username})"]
-                )
+        who = self._physician(
+            actor,
+            cmd.authoriser,
+            Action.CONTRAINDICATION_OVERRIDE,
+            "Overriding a contraindication",
+        )
         s = state.screening
         if s is None:
             raise CourseRefused(["Screen the patient first"])

@@ -8,6 +8,7 @@ its command thread, ``ketamon record`` and the tests call it directly. A refused
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +60,8 @@ from ketamon.domain.session_rules import (
 )
 from ketamon.domain.side_effects import BP_SYMPTOMS, SIDE_EFFECTS_BY_KEY
 from ketamon.domain.thresholds import Priority, ThresholdError, ThresholdProfile
+
+log = logging.getLogger(__name__)
 
 #: plausible ranges for values typed by hand (a typo must not become a vital sign)
 MANUAL_LIMITS: dict[str, tuple[float, float]] = {
@@ -249,7 +252,10 @@ class ChairCore:
             try:
                 return self._execute(command, actor, latest or {})
             finally:
-                self.refresh_gate()
+                try:
+                    self.refresh_gate()
+                except Exception:  # the command's own outcome stands; a dose reads it fresh
+                    log.warning("course gate not read", exc_info=True)
 
     @property
     def gate(self) -> Gate:

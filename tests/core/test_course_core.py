@@ -114,10 +114,16 @@ def discharge(**kw: object) -> c.Discharge:
 def test_a_contraindication_blocks_dosing_until_a_physician_overrides_it() -> None:
     chair, courses = make()
     cid = open_course(courses)
-    with pytest.raises(CourseRefused, match="prescriber"):
+    with pytest.raises(CourseRefused, match="needs a physician"):
         courses.execute(ScreenPatient(cid, answers()), NURSE)
+    with pytest.raises(CourseRefused, match="Only"):
+        courses.execute(ScreenPatient(cid, answers()), THERAPIST)
     found = ItemAnswer(Answer.YES, "clipped AVM 2019")
-    courses.execute(ScreenPatient(cid, answers(arteriovenous_malformation=found)), PHYSICIAN)
+    # a nurse records the prescriber's answers on their sign-in: the prescriber is the author
+    screened = courses.execute(
+        ScreenPatient(cid, answers(arteriovenous_malformation=found), DOC), NURSE
+    )
+    assert screened.screening is not None and screened.screening.by == "Dr Paul Physician"
     predose(chair, IM)
     with pytest.raises(Refused) as refused:
         chair.do(c.AdministerDose(VIAL, 50.0, "deltoid_left"))
@@ -125,7 +131,7 @@ def test_a_contraindication_blocks_dosing_until_a_physician_overrides_it() -> No
     # a nurse cannot override alone, nor with a nurse's sign-in; a physician's reason is needed
     with pytest.raises(CourseRefused, match="needs a physician"):
         courses.execute(OverrideContraindication(cid, "neurosurgeon cleared"), NURSE)
-    with pytest.raises(CourseRefused, match="Only a physician"):
+    with pytest.raises(CourseRefused, match="only a physician may do this"):
         courses.execute(OverrideContraindication(cid, "x", c.Credentials("nora", PASSWORD)), NURSE)
     with pytest.raises(CourseRefused, match="needs a reason"):
         courses.execute(OverrideContraindication(cid, " "), PHYSICIAN)
