@@ -37,11 +37,13 @@ from PySide6.QtWidgets import (
 )
 
 from ketamon.domain.discharge import CHECKLIST_LABELS
+from ketamon.domain.dosing import ORAL_FORMS
 from ketamon.domain.record import EntryKind, PatientInfo, Plan
 from ketamon.domain.scales import CADSS_ITEMS, MOAAS_LEVELS, MOAAS_SOURCE, cadss_item_label
 from ketamon.domain.session_rules import PrescriberDecision, Treatment
 from ketamon.domain.side_effects import BP_SYMPTOMS, SIDE_EFFECTS, Severity
 from ketamon.presenters.chair import ChairPresenter, RecordLine, Refused, SideEffectInput
+from ketamon.presenters.course import CourseActions
 from ketamon.presenters.runner import Pending, chain
 from ketamon.presenters.views import SCENARIO_NAMES
 
@@ -272,8 +274,26 @@ class StartSessionPanel(Panel):
         ivrow.addWidget(QLabel("over min"))
         ivrow.addWidget(self.minutes)
         tl.addLayout(ivrow, 1, 1)
-        tl.addWidget(self.other, 2, 0)
-        tl.addWidget(self.first_treatment, 2, 1)
+        # IM (mg/kg) and oral / sublingual (mg, form): issue 15
+        self.im = QRadioButton("IM ketamine")
+        self.im_mgkg = _spin(0, 2, 2)
+        self.oral = QRadioButton("Oral / sublingual ketamine")
+        self.oral_mg = _spin(0, 1000, 0)
+        self.oral_form = QComboBox()
+        for key, (_route, label) in ORAL_FORMS.items():
+            self.oral_form.addItem(label, key)
+        imrow, orow = QHBoxLayout(), QHBoxLayout()
+        imrow.addWidget(QLabel("mg/kg"))
+        imrow.addWidget(self.im_mgkg)
+        orow.addWidget(QLabel("mg"))
+        orow.addWidget(self.oral_mg)
+        orow.addWidget(self.oral_form)
+        tl.addWidget(self.im, 2, 0)
+        tl.addLayout(imrow, 2, 1)
+        tl.addWidget(self.oral, 3, 0)
+        tl.addLayout(orow, 3, 1)
+        tl.addWidget(self.other, 4, 0)
+        tl.addWidget(self.first_treatment, 4, 1)
         self.body.addWidget(treat)
         mon = QGroupBox("The chair's monitor")
         ml = QGridLayout(mon)
@@ -396,6 +416,18 @@ class StartSessionPanel(Panel):
                 Treatment.IV_KETAMINE,
                 iv_mg_per_kg=_value(self.mgkg),
                 iv_minutes=_value(self.minutes),
+                first_treatment=first,
+            )
+        elif self.im.isChecked():
+            plan = Plan(
+                Treatment.IM_KETAMINE, im_mg_per_kg=_value(self.im_mgkg), first_treatment=first
+            )
+        elif self.oral.isChecked():
+            form = str(self.oral_form.currentData())
+            plan = Plan(
+                Treatment.ORAL_KETAMINE,
+                oral_mg=_value(self.oral_mg),
+                oral_form=form,
                 first_treatment=first,
             )
         elif self.other.isChecked():
@@ -575,6 +607,11 @@ class DosePanel(Panel):
         self.description = QLineEdit()
         self.description.setPlaceholderText("Drug, route and dose given")
         self.body.addWidget(self.description)
+        from ketamon.ui.course_panels import AdministerForm, planned_text
+
+        self.administer = AdministerForm()  # IM and oral / sublingual doses (issue 15)
+        self._planned_text = planned_text
+        self.body.addWidget(self.administer)
         self.countdown = QLabel("")
         self.countdown.setStyleSheet("font-size: 22pt; font-weight: bold; color: #ffcc00")
         self.body.addWidget(self.countdown)
@@ -615,7 +652,22 @@ class DosePanel(Panel):
         if s is None:
             return
         self.description.setVisible(s.plan.treatment is Treatment.OTHER)
-        if s.plan.treatment is Treatment.ESKETAMINE:
+        routed = s.plan.treatment in (Treatment.IM_KETAMINE, Treatment.ORAL_KETAMINE)
+        self.administer.setVisible(routed)
+        if routed:
+            self.administer.show_for(s.plan.treatment, self._planned_text(self.model))
+            a = s.administration
+            self.info.setText(
+                "Not given yet"
+                if a is None
+                else f"Given at {a.at.astimezone():%H:%M}: "
+                f"{a.given_mg:g} mg, lot {a.lot} (drawn {a.drawn_mg:g} mg)"
+            )
+            self.save_button.setText("Log dose given")
+            self.save_button.setEnabled(a is None)
+            self.lot_row.setVisible(False)
+            self.stop_row.setVisible(False)
+        elif s.plan.treatment is Treatment.ESKETAMINE:
             n = self.model.planned_devices()
             given = len(s.devices)
             lines = [f"Esketamine {s.plan.dose_mg:g} mg: {given} of {n} devices given"]
@@ -664,7 +716,10 @@ class DosePanel(Panel):
         status = self.model.dosing_status()
         self.countdown.setText("" if status is None else status.text)
         blockers = self.model.dose_blockers()
-        self.blockers.setText("\n".join(f"• {b}" for b in blockers))
+        lines = [f"• {b}" for b in blockers]
+        # the course's precautions, on every session of the course (issue 15)
+        lines += [f"⚠ Precaution: {p}" for p in self.model.core.gate.precautions]
+        self.blockers.setText("\n".join(lines))
 
     def save(self) -> Pending[Any]:
         s = self.model.state
@@ -674,6 +729,10 @@ class DosePanel(Panel):
             return self.model.log_esketamine_device(self.lot.text())
         if s.plan.treatment is Treatment.IV_KETAMINE:
             return self.model.start_infusion()
+        if s.plan.treatment in (Treatment.IM_KETAMINE, Treatment.ORAL_KETAMINE):
+            f = self.administer
+            site = str(f.site.currentData() or "")
+            return CourseActions(self.model).administer(f.supply(), float(f.drawn.value()), site)
         return self.model.log_other_treatment(self.description.text())
 
     def saved(self, p: Pending[Any]) -> None:
