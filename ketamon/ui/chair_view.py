@@ -24,6 +24,7 @@ from ketamon.domain.thresholds import Priority
 from ketamon.presenters.chair import AlarmAnnouncement, ChairPresenter, LinkInfo
 from ketamon.ui.alarm_panel import AlarmPanel
 from ketamon.ui.chart import TrendChartWidget
+from ketamon.ui.course_panels import CoursePanel
 from ketamon.ui.keys import guard_wheel
 from ketamon.ui.numerics import NumericsPanel
 from ketamon.ui.panels import (
@@ -55,6 +56,7 @@ ACTIONS = (
     ("entries", "Entries", "F11"),
     ("vitals", "Vitals by hand", "F7"),
     ("limits", "Limits", "F10"),
+    ("course", "Course", "F12"),
     ("discharge", "Discharge", "F9"),
 )
 PROMPT_PANEL = {
@@ -440,6 +442,7 @@ PANELS: dict[str, Callable[[ChairPresenter], Panel]] = {
     "symptoms": SymptomPanel,
     "limits": LimitsPanel,
     "discharge": DischargePanel,
+    "course": CoursePanel,  # screening, scales, waste, therapist (issue 15)
 }
 
 
