@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# The suite's embedded databases are unencrypted (see _fresh_dirs); set here as well for the
+# modules that copy os.environ for their child processes when they are imported.
+os.environ.setdefault("KETAMON_DB_KEY_SOURCE", "none")
+
 
 def _pty_problem() -> str | None:
     try:
