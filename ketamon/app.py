@@ -30,6 +30,7 @@ from ketamon.acquisition.chair import ChairAcquisition, MonitorSpec
 from ketamon.clinic import registry
 from ketamon.clinic.feed import CentralFeed
 from ketamon.config import ChairConfig, Config
+from ketamon.core.course import CourseCore
 from ketamon.core.desk import Reviewed, SessionDesk
 from ketamon.core.pmf import build_form, deadline, pmf_required
 from ketamon.core.ports import AuthFailed, OpenSessionRef
@@ -51,6 +52,7 @@ from ketamon.presenters.runner import CommandRunner, Pending
 from ketamon.services import build_monitor, open_database
 from ketamon.site_settings import load_site_profile
 from ketamon.storage import records
+from ketamon.storage.courses import SqlCourseRepository
 from ketamon.storage.database import sqlite_path
 from ketamon.storage.emergency import Emergency, emergencies, start_emergency
 from ketamon.storage.history import session_readings, session_series
@@ -333,6 +335,7 @@ class Station:
             self.current_user,
             settings=CoreSettings(
                 min_observation_min=self.site.min_observation_min,
+                min_observation_by_treatment=self.site.min_observation_by_treatment(),
                 site={"name": self.site.name, **self.site.settings()},
             ),
             prompt_config=self.site.prompt_config(),
@@ -341,6 +344,13 @@ class Station:
             submit_readings=self._submit_readings,
             load_readings=self._load_readings,
             storage_problem=self.storage_problem,
+        )
+        model.core.courses = CourseCore(  # the patient's course: its screening gates dosing
+            SqlCourseRepository(self.repository.engine, self.repository.writer),
+            StationAuth(self),
+            self.clock.now,
+            rescreen_days=self.site.rescreen_days,
+            screening_required=self.site.screening_required,
         )
         self.chairs.append(acq)
         self.models.append(model)
