@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from ketamon.core.commands import Credentials
@@ -27,6 +27,7 @@ from ketamon.domain.course import (
     fold_course,
     plan_problems,
 )
+from ketamon.domain.course_view import CourseView, course_view
 from ketamon.domain.roles import Action, Actor, Role, refusal
 from ketamon.domain.screening import (
     ItemAnswer,
@@ -64,6 +65,10 @@ class CourseRepository(Protocol):
     def load_course(self, course_id: int) -> list[CourseEntry]: ...
 
     def active_course_id(self, patient_id: int) -> int | None: ...
+
+    def course_view(self, course_id: int, today: date) -> CourseView:
+        """The course with its sessions' figures (the course view's read model)."""
+        ...
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -266,9 +271,11 @@ class CourseCore:
 
 
 class MemoryCourses:
-    """The course record in memory (tests; tools without a database)."""
+    """The course record in memory (tests; tools without a database). ``sessions`` (optional)
+    gives a patient's folded sessions for the course view."""
 
-    def __init__(self) -> None:
+    def __init__(self, sessions: Callable[[int], Sequence[Any]] | None = None) -> None:
+        self._sessions = sessions
         self._lock = threading.Lock()
         self._entries: dict[int, list[CourseEntry]] = {}
         self._patient: dict[int, int] = {}
@@ -308,6 +315,13 @@ class MemoryCourses:
     def load_course(self, course_id: int) -> list[CourseEntry]:
         with self._lock:
             return list(self._entries.get(course_id, []))
+
+    def course_view(self, course_id: int, today: date) -> CourseView:
+        state = fold_course(self.load_course(course_id))
+        if state is None:
+            raise CourseRefused([f"There is no course {course_id}"])
+        sessions = list(self._sessions(state.patient_id)) if self._sessions else []
+        return course_view(state, sessions, {}, today)
 
     def active_course_id(self, patient_id: int) -> int | None:
         with self._lock:

@@ -122,6 +122,22 @@ class CourseActions:
 
         return self._course_job(job)
 
+    def course_view(self) -> Pending[CourseView]:
+        """The chair's patient's course view, read on the command thread."""
+        courses = self.model.core.courses
+        gate = self.model.core.gate
+        today = self.model.now().date()
+
+        def run() -> CourseView:
+            if courses is None or gate.course is None:
+                raise Refused(["The patient has no course"])
+            try:
+                return courses.repo.course_view(gate.course.course_id, today)
+            except CourseRefused as exc:
+                raise Refused(exc.reasons) from exc
+
+        return self._runner.submit(run, "course view")
+
     def override(self, reason: str, username: str, password: str) -> Pending[CourseState]:
         core, actor = self.model.core, self.model.actor
         gate = core.gate

@@ -156,6 +156,9 @@ class SqlCourseRepository:
                 .limit(1)
             )
 
+    def course_view(self, course_id: int, today: date) -> CourseView:
+        return load_course_view(self.engine, course_id, today)
+
     def course_ids(self, patient_id: int) -> list[int]:
         with Session(self.engine) as s:
             return list(

@@ -45,6 +45,7 @@ from ketamon.presenters.chair import ChairPresenter, Refused
 from ketamon.presenters.course import CourseActions
 from ketamon.presenters.runner import Pending
 from ketamon.resources import read_text
+from ketamon.ui.course import CourseViewWidget
 from ketamon.ui.panels import BIG, Panel
 
 RASS_LEVELS = {
@@ -150,7 +151,13 @@ class ScreeningTab(_Tab):
         self.gate_text = QLabel("")
         self.gate_text.setWordWrap(True)
         self.gate_text.setStyleSheet("font-size: 12pt")
-        self.lay.addWidget(self.gate_text)
+        self.view_button = QPushButton("Course view: every session and the trends")
+        self.view_button.setStyleSheet(BIG)
+        self.view_button.clicked.connect(panel.open_course_view)
+        top = QHBoxLayout()
+        top.addWidget(self.gate_text, 1)
+        top.addWidget(self.view_button)
+        self.lay.addLayout(top)
         plan = self.plan_box = QGroupBox("Course plan (a new course)")
         pf = QFormLayout(plan)
         self.indication = QLineEdit("Treatment-resistant depression")
@@ -229,6 +236,7 @@ class ScreeningTab(_Tab):
         gate = self.course_actions.gate
         course = gate.course
         self.plan_box.setVisible(course is None)
+        self.view_button.setEnabled(course is not None)
         lines = []
         if course is None:
             lines.append("No course yet: enter its plan and screen the patient.")
@@ -546,32 +554,58 @@ class CoursePanel(Panel):
             (self.therapist, "Therapist"),
         ):
             self.tabs.addTab(tab, name)
-        self.tabs.currentChanged.connect(lambda _i: self.refresh())
+        self.course_view = CourseViewWidget()
+        self.course_view.setMinimumHeight(620)  # the table and its trends (the panel scrolls)
+        self.tabs.addTab(self.course_view, "Course view")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         self.body.addWidget(self.tabs)
         model.sig_changed.connect(self._on_changed)
 
-    def current(self) -> _Tab:
+    def current(self) -> _Tab | None:
         tab = self.tabs.currentWidget()
-        assert isinstance(tab, _Tab)
-        return tab
+        return tab if isinstance(tab, _Tab) else None
 
     def refresh(self) -> None:
         super().refresh()
-        self.current().refresh()
+        tab = self.current()
+        if tab is not None:
+            tab.refresh()
+        self.save_button.setVisible(tab is not None)
+
+    def _on_tab_changed(self, _index: int) -> None:
+        self.refresh()
 
     def _on_changed(self) -> None:
-        if self.isVisible():
-            self.current().refresh()
+        tab = self.current()
+        if self.isVisible() and tab is not None:
+            tab.refresh()
 
     def save(self) -> Pending[Any] | None:
-        return self.current().save()
+        tab = self.current()
+        return None if tab is None else tab.save()
 
     def saved(self, p: Pending[Any]) -> None:
         tab = self.current()
+        if tab is None:
+            return
         done = getattr(tab, "saved", None)
         if callable(done):
             done()
         tab.refresh()
+
+    def open_course_view(self) -> None:
+        """The course view, on its own tab (read on the command thread)."""
+        p = self.course_actions.course_view()
+        self.saving = p
+        p.on_done(self._on_course_view)
+
+    def _on_course_view(self, p: Pending[Any]) -> None:
+        if not p.ok or p.result is None:
+            self.show_reasons(p.reasons)
+            return
+        self.error.setText("")
+        self.course_view.show_view(p.result)
+        self.tabs.setCurrentWidget(self.course_view)
 
     def track(self, p: Pending[Any]) -> None:
         """A tab's own button (override, item-9 action, assign): show its refusal or done."""
@@ -583,7 +617,9 @@ class CoursePanel(Panel):
             self.show_reasons(p.reasons)
             return
         self.error.setText("")
-        self.current().refresh()
+        tab = self.current()
+        if tab is not None:
+            tab.refresh()
 
 
 __all__ = ["AdministerForm", "CoursePanel", "planned_text"]

@@ -163,6 +163,23 @@ def test_an_im_session_with_its_course_at_the_chair(rig: Rig, qtbot: Any) -> Non
     assert "therapist" in rig.save(course)
     rig.click(course.cancel_button)
 
+    # -- the course view, from the course panel (its own tab)
+    course = rig.open(view, "course")
+    course.tabs.setCurrentWidget(course.screening)
+    assert course.screening.view_button.isEnabled()
+    rig.click(course.screening.view_button)
+    assert course.saving is not None
+    course.saving.wait()
+    rig.settle()
+    win = course.course_view
+    assert course.tabs.currentWidget() is win and win.table.rowCount() == 1
+    assert win.table.item(0, 3).text() == "35 mg IM (0.5 mg/kg)"
+    assert win.table.item(0, 11).text() == "17"
+    assert "Heart disease (yes: stable angina)" in win.precautions.text()
+    assert not course.save_button.isVisible()
+    rig.shot("course-2-course-view-at-the-chair")
+    rig.click(course.cancel_button)
+
     # -- discharge after the IM route's minimum
     rig.advance(122)
     moaas = rig.open(view, "moaas")
