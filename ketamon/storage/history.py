@@ -37,6 +37,8 @@ def session_readings(engine: Engine, session_id: int) -> list[Reading]:
                 VitalReading.device_time,
                 VitalReading.quality,
                 VitalReading.source,
+                VitalReading.origin,
+                VitalReading.channel,
             )
             .where(VitalReading.session_id == session_id)
             .order_by(VitalReading.host_time, VitalReading.id)
@@ -51,6 +53,8 @@ def session_readings(engine: Engine, session_id: int) -> list[Reading]:
             device_time=r.device_time,
             quality=Quality(r.quality),
             source=r.source,
+            origin=r.origin,
+            channel=r.channel,
         )
         for r in rows
     ]
@@ -61,15 +65,15 @@ def _sqlite_readings(engine: Engine, session_id: int) -> list[Reading]:
     ISO text, which ``datetime.fromisoformat`` reads about ten times faster (a 3-hour session
     is some 30,000 readings, and the review desk and a restart wait for them)."""
     sql = (
-        "SELECT parameter, value, unit, mdc, host_time, device_time, quality, source "
-        "FROM vital_reading WHERE session_id = ? ORDER BY host_time, id"
+        "SELECT parameter, value, unit, mdc, host_time, device_time, quality, source, origin, "
+        "channel FROM vital_reading WHERE session_id = ? ORDER BY host_time, id"
     )
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(sql, (session_id,)).fetchall()
     out: list[Reading] = []
     qualities: dict[int, Quality] = {}  # a Flag enum built per row is the slowest part
     parse = datetime.fromisoformat
-    for parameter, value, unit, mdc, host, device, quality, source in rows:
+    for parameter, value, unit, mdc, host, device, quality, source, origin, channel in rows:
         q = qualities.get(quality)
         if q is None:
             q = qualities[quality] = Quality(quality)
@@ -83,6 +87,8 @@ def _sqlite_readings(engine: Engine, session_id: int) -> list[Reading]:
                 None if device is None else parse(device).replace(tzinfo=UTC),
                 q,
                 source,
+                origin,
+                channel,
             )
         )
     return out

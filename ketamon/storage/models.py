@@ -429,6 +429,10 @@ class VitalReading(Base):
     device_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     quality: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str] = mapped_column(String(200), default="")
+    #: what measured it (ecg, pleth, cuff, impedance, co2, a temperature site…) and the device's
+    #: channel when it has several of one kind (HL7 OBX-4, Datex T1-T4); "" when not said
+    origin: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    channel: Mapped[str] = mapped_column(String(32), default="", server_default="")
     entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     #: the server's time of the writing transaction (PostgreSQL ``now()``; NULL on SQLite, where
     #: the station is the server): with ``host_time`` (the station's clock) for clock honesty

@@ -62,11 +62,14 @@ def _reading_row(r: Reading) -> list[Any]:
         r.device_time.isoformat() if r.device_time else None,
         r.quality.value,
         r.source,
+        r.origin,
+        r.channel,
     ]
 
 
 def _reading_of(row: Sequence[Any]) -> Reading:
-    param, value, unit, mdc, host, device, quality, source = row
+    param, value, unit, mdc, host, device, quality, source = row[:8]
+    origin, channel = (row[8], row[9]) if len(row) >= 10 else ("", "")  # older spool lines
     return Reading(
         parameter=str(param),
         value=float(value),
@@ -76,6 +79,8 @@ def _reading_of(row: Sequence[Any]) -> Reading:
         device_time=datetime.fromisoformat(device) if device else None,
         quality=Quality(int(quality)),
         source=str(source),
+        origin=str(origin),
+        channel=str(channel),
     )
 
 

@@ -273,6 +273,8 @@ class DatabaseWriter:
                 "device_time": r.device_time,
                 "quality": r.quality.value,
                 "source": r.source,
+                "origin": r.origin[:32],
+                "channel": r.channel[:32],
                 "entered_by_id": None,
             }
             for _, sid, readings in items

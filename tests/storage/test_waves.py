@@ -148,3 +148,20 @@ def test_buffers_load_a_column_as_extend_would() -> None:
         assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True)
     assert a.invalid.any() and np.isnan(a.v[a.invalid]).all()  # never drawn as real
     assert loaded.latest()["hr"][0].value == extended.latest()["hr"][0].value == 72.0
+
+
+def test_readings_keep_their_origin_and_channel(
+    engine: Engine, writer: DatabaseWriter, staff: Staff
+) -> None:
+    sid = new_session(engine, staff)
+    two = [
+        make_reading("spo2", 97, T0, origin="pleth", channel="1.2.1.1"),
+        make_reading("spo2", 95, T0, origin="pleth", channel="1.2.1.2"),
+        make_reading("pr", 72, T0, origin="ecg"),
+    ]
+    writer.submit_readings(sid, two)
+    assert writer.wait_idle(10)
+    back = session_readings(engine, sid)
+    assert sorted((r.parameter, r.origin, r.channel) for r in back) == sorted(
+        (r.parameter, r.origin, r.channel) for r in two
+    )
