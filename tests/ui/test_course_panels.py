@@ -204,3 +204,57 @@ def test_an_im_session_with_its_course_at_the_chair(rig: Rig, qtbot: Any) -> Non
         assert waste.mg == 15 and waste.witnessed_by_id != waste.recorded_by_id
         tc = s.scalars(select(TreatmentCourse)).one()
         assert tc.contraindications_open == "" and tc.precautions == "Heart disease"
+
+
+def test_a_sublingual_session_runs_to_discharge(rig: Rig, qtbot: Any) -> None:
+    view = rig.view(1)
+    model = view.model
+    rig.show(view)
+    qtbot.waitUntil(lambda: model.latest_value("hr") is not None, timeout=10000)
+    start = rig.open(view, "start")
+    for field, text in ((start.mrn, "SL-1"), (start.first, "Sol"), (start.last, "Lingual")):
+        qtbot.keyClicks(field, text)
+    start.oral.setChecked(True)
+    start.oral_mg.setValue(200)
+    start.oral_form.setCurrentIndex(start.oral_form.findData("sublingual_troche"))
+    start.confirm.setChecked(True)
+    assert rig.save(start) == ""
+    pre = rig.open(view, "screening")
+    pre.sys.setValue(122)
+    pre.dia.setValue(76)
+    pre.hr.setValue(70)
+    pre.fasting.setChecked(True)
+    pre.escort.setChecked(True)
+    assert rig.save(pre) == ""
+    dose = rig.open(view, "dose")
+    assert "sublingual 200 mg (Sublingual troche / lozenge)" in dose.administer.planned.text()
+    assert not dose.administer.site.isVisibleTo(dose)
+    f = dose.administer
+    qtbot.keyClicks(f.product, "Ketamine troche 100 mg")
+    f.concentration.setValue(100)
+    qtbot.keyClicks(f.lot, "T9")
+    qtbot.keyClicks(f.expiry, "2020-01-31")
+    f.drawn.setValue(200)
+    assert "expired on 2020-01-31" in rig.save(dose)
+    f.expiry.clear()
+    qtbot.keyClicks(f.expiry, "2099-01-31")
+    assert rig.save(dose) == ""
+    a = model.state.administration
+    assert a is not None and (a.route, a.given_mg) == ("sublingual", 200.0)
+    rig.advance(122)
+    moaas = rig.open(view, "moaas")
+    assert rig.save(moaas, moaas.buttons[5]) == ""
+    dis = rig.open(view, "discharge")
+    for box in dis.checks.values():
+        box.setChecked(True)
+    dis.ready.setValue(90)
+    qtbot.keyClicks(dis.password, "demo")
+    if rig.save(dis):  # the simulated desaturation may still be flagged: a physician accepts it
+        qtbot.keyClicks(dis.override_reason, "recovered, observed")
+        qtbot.keyClicks(dis.override_user, "doctor")
+        qtbot.keyClicks(dis.override_password, "demo")
+        qtbot.keyClicks(dis.password, "demo")
+        assert rig.save(dis) == ""
+    last = model.last_state
+    assert model.state is None and last is not None and last.discharge is not None
+    assert last.discharge.total_min >= 122
