@@ -41,6 +41,7 @@ class Action(enum.StrEnum):
     SESSION_LIMITS = "session_limits"
     CLINIC_LIMITS = "clinic_limits"
     SITE_SETTINGS = "site_settings"
+    USERS = "users"  # add, disable, unlock accounts and reset passwords (the admin tab)
     DISCHARGE = "discharge"
     DISCHARGE_OVERRIDE = "discharge_override"  # early, or with a criterion unmet
     CANCEL_BEFORE_DOSE = "cancel_before_dose"
@@ -104,7 +105,7 @@ _PHYSICIAN_ONLY = frozenset(
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.NURSE: _CLINICAL,
     Role.PHYSICIAN: _CLINICAL | _PHYSICIAN_ONLY,
-    Role.ADMIN: frozenset({Action.CLINIC_LIMITS, Action.SITE_SETTINGS}),
+    Role.ADMIN: frozenset({Action.CLINIC_LIMITS, Action.SITE_SETTINGS, Action.USERS}),
     Role.AUDITOR: frozenset({Action.REVIEW}),  # reads; changes nothing
     # reads and writes notes on the sessions they are assigned to (checked per session)
     Role.THERAPIST: frozenset({Action.REVIEW, Action.THERAPIST_NOTE}),
@@ -125,6 +126,7 @@ _WHO = {
     Action.THERAPIST_NOTE: "the session's therapist",
     Action.CLINIC_LIMITS: "an admin",
     Action.SITE_SETTINGS: "an admin",
+    Action.USERS: "an admin",
 }
 
 

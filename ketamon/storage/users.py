@@ -386,6 +386,27 @@ def unlock_user(s: Session, username: str, *, why: str) -> User:
     return user
 
 
+def reset_password(
+    s: Session, username: str, password: str, *, why: str, min_length: int = MIN_PASSWORD_LENGTH
+) -> User:
+    """An admin sets a new password for an account (audited with ``why``; the hash itself is
+    redacted in the trail). The password rules apply, with the site's minimum length."""
+    user = s.scalars(select(User).where(User.username == normalise_username(username))).first()
+    if user is None:
+        raise UserError(f"no user {username!r}")
+    if user.role is Role.SYSTEM:
+        raise UserError("the built-in 'system' account has no password")
+    if not why.strip():
+        raise UserError("say why the password is reset")
+    if len(password) < min_length:
+        raise UserError(f"the password must be at least {min_length} characters long")
+    check_password_rules(password, user.username)
+    with reason(s, why.strip()):
+        user.password_hash = hash_password(password)
+        s.flush()
+    return user
+
+
 def ensure_demo_users(target: Engine | Session) -> list[str]:
     """Create the demo accounts (password ``demo``) if missing; return the usernames made.
 
