@@ -46,26 +46,31 @@ from ketamon.exports.pmf_pdf import write_pmf_pdf
 from ketamon.hl7out import Hl7OutWorker
 from ketamon.hl7out import start_from_config as start_hl7_out
 from ketamon.paths import AppPaths
+from ketamon.presenters.admin import AdminPresenter
 from ketamon.presenters.chair import ChairPresenter
 from ketamon.presenters.review import BP, ReviewPresenter, ReviewView
 from ketamon.presenters.runner import CommandRunner, Pending
 from ketamon.services import build_monitor, open_database
 from ketamon.site_settings import load_site_profile
 from ketamon.storage import records
+from ketamon.storage.admin import AdminStore
 from ketamon.storage.courses import SqlCourseRepository
 from ketamon.storage.database import sqlite_path
 from ketamon.storage.emergency import Emergency, emergencies, start_emergency
 from ketamon.storage.history import session_readings, session_series
 from ketamon.storage.models import RemsEnrolment
 from ketamon.storage.outbox import record_export
+from ketamon.storage.profiles import profile_file
 from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
 from ketamon.storage.spool import Spool, replay_spool, spool_path_for
 from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
 from ketamon.storage.waves import WaveformRecorder, session_waveform
 from ketamon.storage.writer import DatabaseWriter
 from ketamon.ui import theme
+from ketamon.ui.admin import AdminWidget
 from ketamon.ui.central import CentralWidget
 from ketamon.ui.chair_view import ChairViewWidget
+from ketamon.ui.lock import AccessHooks
 from ketamon.ui.login import LoginDialog, ResumeSessionsDialog
 from ketamon.ui.main_window import MainWindow
 from ketamon.ui.review import ReviewWidget
@@ -196,6 +201,12 @@ class Station:
     emergency: Emergency | None = None
     emergency_ended: Emergency | None = None
     _own_user: Actor | None = None
+    #: the screen is locked (idle, or signed out): no entry until someone signs in again
+    locked: bool = False
+    #: where the admin tab keeps an edited profile (ketamon.storage.profiles)
+    config_file: Path | None = None
+    site_file: str = ""
+    thresholds_file: str = ""
     #: where the spool lives for a PostgreSQL database (a SQLite one keeps it beside its file)
     data_dir: Path | None = None
     _open_refs: list[OpenSessionRef] | None = None
@@ -254,6 +265,8 @@ class Station:
         return em is not None and em.user_id == user_id and self.clock.now() < em.expires_at
 
     def current_user(self) -> Actor:
+        if self.locked:  # every entry needs a sign-in again (acknowledging has its own path)
+            raise Refused(["The screen is locked: sign in to enter anything"])
         if self.user is None:
             raise AuthError("nobody is signed in")
         em = self.emergency
@@ -261,6 +274,44 @@ class Station:
             self.user, self.emergency, self.emergency_ended = self._own_user, None, em
             assert self.user is not None
         return self.user
+
+    # ---- the lock, sign-out and switch user (issue 13; ketamon.ui.lock) ----------------------
+    def lock(self) -> None:
+        """Lock the screen: the chairs run on; entering anything needs a sign-in again."""
+        self.locked = True
+
+    def sign_out(self) -> None:
+        """Nobody signed in (the screen locked): the chairs run on, alarms sound."""
+        self.user = self.emergency = self._own_user = None
+        self.locked = True
+
+    def unlock(self, username: str, password: str, why: str | None = None) -> Actor:
+        """Sign in at the locked screen (the same user or another; ``why``: break-glass)."""
+        if why is None:
+            user = self.sign_in(username, password)
+        else:
+            user = self.sign_in_emergency(username, password, why)
+        self.locked = False
+        return user
+
+    def user_line(self) -> str:
+        """The window's "Signed in: ..." line, as of now (break-glass and its end included)."""
+        if self.user is None:
+            return "Nobody signed in (screen locked)"
+        em = self.emergency
+        try:
+            user = self.current_user() if not self.locked else self.user
+        except (AuthError, Refused):
+            user = self.user
+        if self.emergency is not None and em is not None:
+            until = em.expires_at.astimezone().strftime("%H:%M")
+            line = f"EMERGENCY ACCESS until {until}: {user.full_name} (physician rights)"
+        else:
+            line = f"Signed in: {user.full_name} ({user.role.value})"
+            ended = self.emergency_ended
+            if ended is not None and ended.user_id == user.id:
+                line += " · emergency access ended"
+        return ("Locked · " if self.locked else "") + line
 
     def prepare_demo(self) -> None:
         assert self.writer is not None
@@ -542,12 +593,11 @@ class Station:
 
 
 def build_window(station: Station, title: str) -> MainWindow:
-    user = station.user
     sounder = AlarmSounder()
-    signed = f"Signed in: {user.full_name} ({user.role.value})" if user else ""
-    window = MainWindow(title, f"{signed} · {sounder.status}")
+    window = MainWindow(title, "")
     sounder.setParent(window)
     window.sounder = sounder
+    window.set_user_line(station.user_line(), station.emergency is not None)
     window.setStyleSheet(theme.stylesheet())
     window.set_chairs(
         [
@@ -558,22 +608,89 @@ def build_window(station: Station, title: str) -> MainWindow:
     review = station.review_presenter()
     meanings = [(m.id, m.text) for m in load_meanings().for_use("sign")]
     window.add_review(ReviewWidget(review, station.profile, meanings))
+    site = station.site
+    access = window.set_access(
+        AccessHooks(
+            user_line=station.user_line,
+            emergency=lambda: station.emergency is not None,
+            lock=station.lock,
+            sign_out=station.sign_out,
+            unlock=station.unlock,
+            idle_lock_min=site.idle_lock_min,
+            mask_names=site.mask_names_when_locked,
+            break_glass_min=site.break_glass_min,
+        )
+    )
+
+    def user_changed() -> None:  # another user (or the same) signed in at the lock
+        add_clinic_tab(station, window)
+        add_admin_tab(station, window)
+        if window.review is not None:
+            window.review.refresh()  # the desk's buttons follow the role
+
+    access.sig_user_changed.connect(user_changed)
     add_clinic_tab(station, window)
+    add_admin_tab(station, window)
     return window
+
+
+def add_admin_tab(station: Station, window: MainWindow) -> AdminWidget | None:
+    """An admin's window gets the Admin tab (users, site and threshold profiles); anyone
+    else's loses it (issue 13)."""
+    user, writer, runner = station.user, station.writer, station.runner
+    if user is None or user.role is not Role.ADMIN or writer is None or runner is None:
+        window.set_role_tab("admin", None)
+        return None
+    old = window.role_tabs.get("admin")
+    if isinstance(old, AdminWidget):
+        old.refresh()
+        return old
+    config = station.config_file or (station.data_dir or Path(".")) / "config.toml"
+    store = AdminStore(
+        writer.engine,
+        profile_file("site", station.site_file, config),
+        profile_file("thresholds", station.thresholds_file, config),
+    )
+    model = AdminPresenter(
+        runner,
+        station.current_user,
+        store,
+        password_min_length=lambda: station.site.password_min_length,
+    )
+
+    def site_saved(site: SiteProfile) -> None:  # the idle lock follows at once
+        station.site = site
+        if window.access is not None:
+            window.access.hooks.idle_lock_min = site.idle_lock_min
+            window.access.hooks.mask_names = site.mask_names_when_locked
+
+    model.sig_site_saved.connect(site_saved)
+    widget = AdminWidget(model)
+    window.set_role_tab("admin", widget, "Admin")
+    window.tabs.setCurrentWidget(widget)
+    widget.refresh()
+    return widget
 
 
 def add_clinic_tab(station: Station, window: MainWindow) -> CentralWidget | None:
     """On a clinic's PostgreSQL, a physician's window also shows every chair of every station
-    (the central view, read-only), in a tab after the review desk."""
+    (the central view, read-only), in a tab after the review desk; it goes with the physician
+    (sign-out, switch user)."""
     writer, user = station.writer, station.user
-    if writer is None or writer.engine.dialect.name != "postgresql" or user is None:
+    physician = user is not None and user.role is Role.PHYSICIAN
+    if writer is None or writer.engine.dialect.name != "postgresql" or not physician:
+        window.set_role_tab("clinic", None)
+        if station.central_feed is not None:
+            station.central_feed.stop()
+            station.central_feed = None
         return None
-    if user.role is not Role.PHYSICIAN:
-        return None
+    old = window.role_tabs.get("clinic")
+    if isinstance(old, CentralWidget):
+        return old
     if station.central_feed is None:
         station.central_feed = CentralFeed(station.database_url).start()
     central = CentralWidget(station.central_feed, station.profile)
-    window.tabs.addTab(central, "Clinic")
+    window.set_role_tab("clinic", central, "Clinic")
     return central  # its timers run only while it is shown; its charts are its children
 
 
@@ -594,6 +711,9 @@ def make_station(
         backup_dir=paths.backups_dir,
         site=site or load_site_profile(config.site_file or None),
         data_dir=paths.data_dir,
+        config_file=paths.config_file,
+        site_file=config.site_file,
+        thresholds_file=config.thresholds_file,
     )
     station.open()
     if config.hl7_out and station.writer is not None:  # results out to the interface engine

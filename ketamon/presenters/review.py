@@ -109,7 +109,10 @@ class ReviewPresenter(QObject):
         return self._desk.clock()
 
     def may(self, action: Action) -> bool:
-        return allowed(self.actor.role, action)
+        try:
+            return allowed(self.actor.role, action)
+        except Refused:  # the screen is locked
+            return False
 
     def sessions(self) -> Pending[Sequence[Any]]:
         return self._runner.submit(self._list, "session list")
@@ -143,12 +146,25 @@ class ReviewPresenter(QObject):
             None if self._pleth is None else self._pleth(state.session_id),
         )
 
+    def _refused(self, what: str, exc: Refused) -> Pending[Any]:
+        """A request no one may make now (the screen locked): refused, not raised."""
+        p: Pending[Any] = Pending(what)
+        p.reasons = exc.reasons
+        p._resolve()
+        return p
+
     def open(self, session_id: int) -> Pending[ReviewView]:
-        desk, actor = self._desk, self.actor
+        try:
+            desk, actor = self._desk, self.actor
+        except Refused as exc:
+            return self._refused("review", exc)
         return self._runner.submit(lambda: self._view(desk.open(session_id, actor)), "review")
 
     def _do(self, session_id: int, command: object, what: str) -> Pending[ReviewView]:
-        desk, actor = self._desk, self.actor
+        try:
+            desk, actor = self._desk, self.actor
+        except Refused as exc:
+            return self._refused(what, exc)
 
         def run() -> ReviewView:
             return self._view(desk.execute(session_id, command, actor))
@@ -182,7 +198,10 @@ class ReviewPresenter(QObject):
         """The whole session to ``path`` as pdf, csv (zip), json or fhir, on the command
         thread, audited as the signed-in user; refused with the reason (unsigned for FHIR, an
         unwritable path, …)."""
-        export, actor = self._export, self.actor
+        try:
+            export, actor = self._export, self.actor
+        except Refused as exc:
+            return self._refused("export", exc)
 
         def run() -> Any:
             if export is None:

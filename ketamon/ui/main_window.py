@@ -1,10 +1,11 @@
 """The station window: the overview of every chair, then one tab per chair. The safety statement
-and the signed-in user are always visible."""
+and the signed-in user are always visible, with Lock / switch user (Ctrl+L) and Sign out
+(Ctrl+Shift+L); the idle lock and the lock bar are in :mod:`ketamon.ui.lock`."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
 from ketamon import SAFETY_STATEMENT
 from ketamon.domain.thresholds import Priority
 from ketamon.ui.chair_view import ChairViewWidget
+from ketamon.ui.lock import AccessHooks, Glass, LockBar, LockController
 from ketamon.ui.overview import OverviewWidget
 from ketamon.ui.review import ReviewWidget
 from ketamon.ui.sound import AlarmSounder
@@ -39,7 +41,16 @@ class MainWindow(QMainWindow):
         self.user_label = QLabel(user_label)
         self.user_label.setObjectName("safetyBanner")
         top.addWidget(self.user_label)
+        self.lock_button = QPushButton("🔒 Lock / switch user (Ctrl+L)")
+        self.lock_button.setObjectName("lockButton")
+        self.sign_out_button = QPushButton("Sign out (Ctrl+Shift+L)")
+        self.sign_out_button.setObjectName("signOutButton")
+        for b in (self.lock_button, self.sign_out_button):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.hide()  # until the app wires the access (set_access)
+            top.addWidget(b)
         lay.addLayout(top)
+        self._layout = lay
         #: another chair's unacknowledged high-priority flag, on every screen; a click (or
         #: Ctrl+G) goes to that chair. It sits beside the tabs: showing it moves nothing
         #: (a row above the tabs re-laid out all 16 overview cards at every flag)
@@ -57,17 +68,26 @@ class MainWindow(QMainWindow):
         self._alert_text = ""
         self.tabs = QTabWidget()
         self.tabs.setCornerWidget(self.alert_banner, Qt.Corner.TopRightCorner)
+        self.lock_bar: LockBar | None = None
+        self.glass: Glass | None = None
+        self.access: LockController | None = None
+        #: tabs that depend on the signed-in user's role (the clinic view, the admin tab)
+        self.role_tabs: dict[str, QWidget] = {}
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.chair_views: list[ChairViewWidget] = []
         self.sounder: AlarmSounder | None = None
         self.overview: OverviewWidget | None = None
         self.review: ReviewWidget | None = None
+        #: the window's own shortcuts: off while the screen is locked
+        self.shortcuts: list[QShortcut] = []
         for i in range(10):
             sc = QShortcut(QKeySequence(f"Ctrl+{i}"), self)
             sc.activated.connect(lambda i=i: self.tabs.setCurrentIndex(i))
+            self.shortcuts.append(sc)
         go = QShortcut(QKeySequence("Ctrl+G"), self)
         go.activated.connect(self._on_alert_banner_clicked)
+        self.shortcuts.append(go)
         self.tabs.currentChanged.connect(self._on_tab_shown)
         self._overview_timer = QTimer(self)
         self._overview_timer.setInterval(1000)
@@ -96,6 +116,7 @@ class MainWindow(QMainWindow):
         self._on_pmf_timer_timeout()
         sc = QShortcut(QKeySequence("Ctrl+R"), self)
         sc.activated.connect(lambda: self.tabs.setCurrentWidget(review))
+        self.shortcuts.append(sc)
         self.tabs.currentChanged.connect(self._on_tabs_current_changed)
 
     def _on_tabs_current_changed(self, index: int) -> None:
@@ -173,7 +194,109 @@ class MainWindow(QMainWindow):
         if self._alert_target is not None:
             self.tabs.setCurrentIndex(self._alert_target)
 
+    # ---- sign-out, switch user and the idle lock (issue 13) ------------------------------------
+    def set_access(self, hooks: AccessHooks) -> LockController:
+        """Wire Lock / switch user, Sign out and the idle lock; the lock's timer starts here."""
+        bar = LockBar(hooks.break_glass_min)
+        self._layout.insertWidget(self._layout.indexOf(self.tabs), bar)
+        self.lock_bar, self.glass = bar, Glass(self.tabs)
+        access = LockController(
+            hooks,
+            bar,
+            self.glass,
+            alarms=self._unacknowledged,
+            acknowledge=lambda i: self.chair_views[i].model.acknowledge_at_lock_screen(),
+            set_masked=self._set_masked,
+            on_user_line=self.set_user_line,
+            parent=self,
+        )
+        self.access = access
+        access.sig_locked.connect(self._on_locked)
+        access.sig_user_changed.connect(self._on_unlocked)
+        self.lock_button.clicked.connect(lambda: access.lock())
+        self.sign_out_button.clicked.connect(lambda: access.lock(sign_out=True))
+        for keys, out in (("Ctrl+L", False), ("Ctrl+Shift+L", True)):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.activated.connect(
+                lambda out=out: None if access.locked else access.lock(sign_out=out)
+            )
+            self.shortcuts.append(sc)
+        for b in (self.lock_button, self.sign_out_button):
+            b.show()
+        access.start()
+        return access
+
+    def set_user_line(self, text: str, emergency: bool = False) -> None:
+        sounder = self.sounder
+        line = text + (f" · {sounder.status}" if sounder is not None else "")
+        if line != self.user_label.text():
+            self.user_label.setText(line)
+            self.user_label.setStyleSheet(
+                "background: #ff3b30; color: #000; font-weight: bold;" if emergency else ""
+            )
+
+    def _unacknowledged(self) -> list[tuple[int, str, Priority, str]]:
+        out = []
+        for i, v in enumerate(self.chair_views):
+            flags = [a for a in v.model.active_alarms() if not a.acknowledged]
+            if flags:
+                worst = max(flags, key=lambda a: a.priority)
+                out.append((i, v.model.name, worst.priority, worst.message.lstrip("* ")))
+        return out
+
+    def _set_masked(self, masked: bool) -> None:
+        for v in self.chair_views:
+            v.model.mask_names = masked
+        if self.overview is not None:
+            self.overview.refresh()
+
+    def _on_locked(self) -> None:
+        for sc in self.shortcuts:
+            sc.setEnabled(False)
+        current = self.tabs.currentWidget()
+        chair = isinstance(current, ChairViewWidget)
+        masked = self.access is not None and self.access.hooks.mask_names
+        if self.overview is not None and (masked or not (chair or current is self.overview)):
+            # a record (review, admin, clinic) never shows behind the lock: the live chairs do
+            self.tabs.setCurrentWidget(self.overview)
+        for b in (self.lock_button, self.sign_out_button):
+            b.setEnabled(False)
+
+    def _on_unlocked(self) -> None:
+        for sc in self.shortcuts:
+            sc.setEnabled(True)
+        for b in (self.lock_button, self.sign_out_button):
+            b.setEnabled(True)
+
+    def set_role_tab(self, key: str, widget: QWidget | None, title: str = "") -> None:
+        """Show ``widget`` as the role-dependent tab ``key`` (None: remove it)."""
+        old = self.role_tabs.pop(key, None)
+        if old is not None and old is not widget:
+            i = self.tabs.indexOf(old)
+            if i >= 0:
+                self.tabs.removeTab(i)
+            stop = getattr(old, "stop", None)
+            if callable(stop):
+                stop()
+            old.deleteLater()
+        if widget is not None:
+            self.role_tabs[key] = widget
+            if self.tabs.indexOf(widget) < 0:
+                self.tabs.addTab(widget, title)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if self.access is not None and handle is not None:
+            self.access.watch(handle)  # the idle clock counts this window's input
+
     def stop(self) -> None:
+        if self.access is not None:
+            self.access.stop()
+        for w in self.role_tabs.values():
+            stop = getattr(w, "stop", None)
+            if callable(stop):
+                stop()
         self._overview_timer.stop()
         if self.overview is not None:
             self.overview.stop()
