@@ -68,6 +68,10 @@ def _p(physio: int, name: str, units: dict[int, _Conv], refid: str) -> _Param:
 PHYSIO_PARAMETERS: dict[int, _Param] = {
     iv.NOM_ECG_CARD_BEAT_RATE: _p(iv.NOM_ECG_CARD_BEAT_RATE, "hr", _RATE, "MDC_ECG_HEART_RATE"),
     iv.NOM_PLETH_PULS_RATE: _p(iv.NOM_PLETH_PULS_RATE, "pr", _RATE, "MDC_PLETH_PULS_RATE"),
+    # the cuff's pulse rate, a Philips private id (devices.md §2.1: 61669, 0xF0E5)
+    iv.NOM_PRESS_BLD_NONINV_PULS_RATE: _p(
+        iv.NOM_PRESS_BLD_NONINV_PULS_RATE, "pr", _RATE, "MDC_PULS_RATE_NON_INV"
+    ),
     iv.NOM_PULS_OXIM_SAT_O2: _p(iv.NOM_PULS_OXIM_SAT_O2, "spo2", _PERCENT, "MDC_PULS_OXIM_SAT_O2"),
     iv.NOM_AWAY_RESP_RATE: _p(iv.NOM_AWAY_RESP_RATE, "rr", _RATE, "MDC_AWAY_RESP_RATE"),
     iv.NOM_RESP_RATE: _p(iv.NOM_RESP_RATE, "rr", _RATE, "MDC_RESP_RATE"),

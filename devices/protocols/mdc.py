@@ -153,6 +153,7 @@ PHILIPS_ORIGIN: dict[int, str] = {
     0x4A05: "cuff",
     0x4A06: "cuff",
     0x4A07: "cuff",
+    0xF0E5: "cuff",  # NOM_PRESS_BLD_NONINV_PULS_RATE (Philips private)
 }
 
 

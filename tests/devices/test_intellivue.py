@@ -464,6 +464,19 @@ def test_units_are_converted_and_unknown_units_skipped() -> None:
     assert p.counters.unit_mismatches == 1
 
 
+def test_the_cuff_pulse_rate_comes_out_as_pulse_rate_from_the_cuff() -> None:
+    p = IntelliVueProtocol()
+    readings = p.feed(
+        numerics(
+            [single(iv.NOM_PRESS_BLD_NONINV_PULS_RATE, iv.NOM_DIM_BEAT_PER_MIN, 71, handle=3)]
+        ),
+        NOW,
+    )
+    assert [(r.parameter, r.value, r.unit, r.origin) for r in readings] == [
+        ("pr", 71.0, "/min", "cuff")
+    ]
+
+
 def test_impedance_and_airway_rr_both_come_out_with_their_origin() -> None:
     # issue 16: each reading names its source; the chair's [sources] setting picks the charted one
     p = IntelliVueProtocol()
