@@ -123,6 +123,7 @@ class LockBar(QFrame):
         lay.setSpacing(3)
         self.title = QLabel("")
         self.title.setObjectName("lockTitle")
+        self.title.setWordWrap(True)
         lay.addWidget(self.title)
         self.acks_row = QHBoxLayout()
         self.acks_row.setSpacing(6)
@@ -158,6 +159,7 @@ class LockBar(QFrame):
         self.error = QLabel("")
         self.error.setObjectName("lockError")
         self.error.setWordWrap(True)
+        self.error.setStyleSheet("background: transparent;")
         row.addWidget(self.error, 1)
         lay.addLayout(row)
         self.break_glass.toggled.connect(self._on_break_glass_toggled)
@@ -293,7 +295,7 @@ class LockController(QObject):
         (self.hooks.sign_out if sign_out else self.hooks.lock)()
         line = self.hooks.user_line()
         self.bar.title.setText(
-            "🔒 Screen locked: the chairs keep running and alarming. Sign in to enter anything "
+            "SCREEN LOCKED: the chairs keep running and alarming. Sign in to enter anything "
             "(the same user or another)."
             + ("" if sign_out else f" {line.replace('Locked · ', '')}.")
         )

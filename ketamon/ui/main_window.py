@@ -37,16 +37,25 @@ class MainWindow(QMainWindow):
         self.banner = QLabel(f"⚠ {SAFETY_STATEMENT}")
         self.banner.setObjectName("safetyBanner")
         self.banner.setWordWrap(True)
-        top.addWidget(self.banner, 1)
+        top.addWidget(self.banner, 3)
         self.user_label = QLabel(user_label)
         self.user_label.setObjectName("safetyBanner")
-        top.addWidget(self.user_label)
-        self.lock_button = QPushButton("🔒 Lock / switch user (Ctrl+L)")
+        self.user_label.setWordWrap(True)
+        top.addWidget(self.user_label, 2)
+        self.lock_button = QPushButton("Lock / switch user")
         self.lock_button.setObjectName("lockButton")
-        self.sign_out_button = QPushButton("Sign out (Ctrl+Shift+L)")
+        self.lock_button.setToolTip(
+            "Lock the screen (Ctrl+L): the chairs keep running and alarming; anyone signs in "
+            "again to enter anything (the same user or another)"
+        )
+        self.sign_out_button = QPushButton("Sign out")
         self.sign_out_button.setObjectName("signOutButton")
+        self.sign_out_button.setToolTip(
+            "Sign out (Ctrl+Shift+L): nobody is signed in; the chairs keep running and alarming"
+        )
         for b in (self.lock_button, self.sign_out_button):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.setStyleSheet("padding: 2px 8px; min-height: 0px;")
             b.hide()  # until the app wires the access (set_access)
             top.addWidget(b)
         lay.addLayout(top)
