@@ -248,6 +248,8 @@ def test_the_database_triggers_are_in_place(engine: Engine, staff: Staff) -> Non
                 "session_entry_no_delete",
                 "audit_gap_no_update",
                 "audit_gap_no_delete",
+                "course_entry_no_update",  # the treatment course's record (migration 0009)
+                "course_entry_no_delete",
             }
         return
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
