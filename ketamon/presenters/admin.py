@@ -47,6 +47,10 @@ class AdminStore(Protocol):
         self, by: Actor, username: str, password: str, why: str, min_length: int
     ) -> Any: ...
 
+    def emergencies(self) -> Sequence[Any]: ...
+
+    def review_emergency(self, by: Actor, access_id: int, note: str) -> Any: ...
+
     def site_profile(self) -> tuple[str, SiteProfile]: ...
 
     def thresholds_profile(self) -> tuple[str, ThresholdProfile]: ...
@@ -225,6 +229,23 @@ class AdminPresenter(QObject):
             why,
             lambda a: store.reset_password(a, username, password, why.strip(), n),
             "reset password",
+        )
+
+    # ---- emergency access (break-glass) ------------------------------------------------------
+    def emergencies(self) -> Pending[Any]:
+        store = self._store
+        return self._submit(
+            Action.USERS, None, lambda _a: list(store.emergencies()), "emergencies"
+        )
+
+    def review_emergency(self, access_id: int, note: str) -> Pending[Any]:
+        """An admin's review of a break-glass sign-in (what they found); audited."""
+        store = self._store
+        return self._submit(
+            Action.USERS,
+            note,
+            lambda a: store.review_emergency(a, access_id, note.strip()),
+            "review emergency access",
         )
 
     # ---- the site profile ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ketamon.domain.site import SiteProfile, parse_site_profile
 from ketamon.domain.thresholds import ThresholdProfile, parse_profile
 from ketamon.storage import profiles
 from ketamon.storage.audit import acting_as, reason
+from ketamon.storage.emergency import Emergency, emergencies, review_emergency
 from ketamon.storage.users import (
     UserError,
     UserInfo,
@@ -81,6 +82,14 @@ class AdminStore:
         with self._as(by, why) as s:
             name = reset_password(s, username, password, why=why, min_length=min_length).username
         return self._one(name)
+
+    def emergencies(self) -> list[Emergency]:
+        """Every break-glass sign-in, newest first (open ones flagged on the review board)."""
+        return emergencies(self.engine)
+
+    def review_emergency(self, by: Actor, access_id: int, note: str) -> Emergency:
+        with Session(self.engine) as s, s.begin():
+            return review_emergency(s, access_id, note, admin_id=by.id)
 
     def _one(self, username: str) -> UserInfo:
         for u in self.users():

@@ -287,6 +287,83 @@ class ProfilePage(QWidget):
         return p.on_done(done)
 
 
+class EmergencyPage(QWidget):
+    """Break-glass sign-ins: an admin reviews each one (what they found), which takes it off
+    the review board's flag."""
+
+    COLUMNS = ("Started", "User", "Role", "Station", "Reason", "Until", "Reviewed")
+
+    def __init__(self, model: AdminPresenter) -> None:
+        super().__init__()
+        self.model = model
+        lay = QVBoxLayout(self)
+        note = QLabel(
+            "Emergency (break-glass) sign-ins gave physician rights for a limited time. Review "
+            "each one: what happened, and whether it was justified."
+        )
+        note.setWordWrap(True)
+        lay.addWidget(note)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        lay.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        self.note = QLineEdit()
+        self.note.setPlaceholderText("What the review found (kept in the audit trail)")
+        self.review_button = QPushButton("Mark reviewed")
+        self.review_button.clicked.connect(self.review_selected)
+        row.addWidget(self.note, 1)
+        row.addWidget(self.review_button)
+        lay.addLayout(row)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        self._ids: list[int] = []
+
+    def refresh(self) -> Pending[Any]:
+        def done(p: Pending[Any]) -> None:
+            if not p.ok:
+                _show(self.status, p, "")
+                return
+            rows = list(p.result or [])
+            self._ids = [int(e.id) for e in rows]
+            self.table.setRowCount(len(rows))
+            for i, e in enumerate(rows):
+                reviewed = (
+                    f"{e.reviewed_by}: {e.review_note}" if e.reviewed else "⚠ awaiting review"
+                )
+                cells = (
+                    e.started_at.astimezone().strftime("%Y-%m-%d %H:%M"),
+                    e.full_name,
+                    e.role,
+                    e.station,
+                    e.reason,
+                    e.expires_at.astimezone().strftime("%H:%M"),
+                    reviewed,
+                )
+                for j, text in enumerate(cells):
+                    self.table.setItem(i, j, QTableWidgetItem(str(text)))
+
+        return self.model.emergencies().on_done(done)
+
+    def review_selected(self) -> Pending[Any] | None:
+        row = self.table.currentRow()
+        if not 0 <= row < len(self._ids):
+            self.status.setText("Select an emergency sign-in first.")
+            return None
+        p = self.model.review_emergency(self._ids[row], self.note.text())
+
+        def done(q: Pending[Any]) -> None:
+            _show(self.status, q, "Reviewed (audited).")
+            if q.ok:
+                self.note.clear()
+                self.refresh()
+
+        return p.on_done(done)
+
+
 class AdminWidget(QWidget):
     """The admin tab: Users, Site profile, Thresholds."""
 
@@ -320,8 +397,10 @@ class AdminWidget(QWidget):
         self.pages.addTab(self.users, "Users")
         self.pages.addTab(self.site, "Site profile")
         self.pages.addTab(self.thresholds, "Thresholds")
+        self.emergency = EmergencyPage(model)
+        self.pages.addTab(self.emergency, "Emergency access")
         lay.addWidget(self.pages, 1)
 
     def refresh(self) -> None:
-        for page in (self.users, self.site, self.thresholds):
+        for page in (self.users, self.site, self.thresholds, self.emergency):
             page.refresh()

@@ -208,6 +208,8 @@ def test_a_non_admin_is_refused_by_the_presenter(rig: Rig) -> None:
         model.save_site({"security.idle_lock_min": "60"}, why),
         model.threshold_fields(),
         model.save_thresholds({"limit.spo2.low": "70"}, why),
+        model.emergencies(),
+        model.review_emergency(1, why),
     ):
         assert p.done and not p.ok and "admin" in p.reasons[0], p.reasons
     assert not model.may()
@@ -215,3 +217,31 @@ def test_a_non_admin_is_refused_by_the_presenter(rig: Rig) -> None:
     rig.window.access.lock()
     assert "locked" in model.users().reasons[0]
     assert not _audit(rig, "site_profile") and not _audit(rig, "threshold_profile")
+
+
+def test_an_admin_reviews_a_break_glass_sign_in_and_it_leaves_the_board(rig: Rig) -> None:
+    rig.station.sign_in_emergency("nurse", "demo", "SpO2 78 %, the physician is off site")
+    w = _admin(rig)
+    page = w.emergency
+    page.refresh().wait(10)
+    rig.settle()
+    assert page.table.rowCount() == 1
+    assert "awaiting review" in page.table.item(0, 6).text()
+    page.table.selectRow(0)
+    page.note.setText("")
+    p = page.review_selected()
+    assert p is not None
+    p.wait(10)
+    rig.settle()
+    assert "reason" in page.status.text().lower()  # a review says what it found
+    page.note.setText("Checked with the charge nurse: justified, no harm.")
+    p = page.review_selected()
+    assert p is not None
+    p.wait(10)
+    rig.settle()
+    assert page.status.text() == "Reviewed (audited)."
+    page.refresh().wait(10)
+    rig.settle()
+    assert "Checked with the charge nurse" in page.table.item(0, 6).text()
+    rows = _audit(rig, "emergency_access", "review_note")
+    assert rows and "justified" in (rows[-1].new_value or "")
