@@ -63,7 +63,7 @@ from ketamon.storage.outbox import record_export
 from ketamon.storage.profiles import profile_file
 from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
 from ketamon.storage.spool import Spool, replay_spool, spool_path_for
-from ketamon.storage.users import AuthError, authenticate, ensure_demo_users
+from ketamon.storage.users import AuthError, authenticate, change_own_password, ensure_demo_users
 from ketamon.storage.waves import WaveformRecorder, session_waveform
 from ketamon.storage.writer import DatabaseWriter
 from ketamon.ui import theme
@@ -259,6 +259,19 @@ class Station:
         self.user = replace(own, role=Role.PHYSICIAN)
         writer.user_id = u.id
         return self.user
+
+    def change_password(self, old: str, new: str) -> None:
+        """The signed-in user's own password (the current one first; the site's rules)."""
+        writer, user = self.writer, self.current_user()
+        assert writer is not None
+        change_own_password(
+            writer.engine,
+            user.username,
+            old,
+            new,
+            min_length=self.site.password_min_length,
+            lockout_after=self.site.lockout_failures,
+        )
 
     def emergency_active_for(self, user_id: int) -> bool:
         em = self.emergency
@@ -616,6 +629,7 @@ def build_window(station: Station, title: str) -> MainWindow:
             lock=station.lock,
             sign_out=station.sign_out,
             unlock=station.unlock,
+            change_password=station.change_password,
             idle_lock_min=site.idle_lock_min,
             mask_names=site.mask_names_when_locked,
             break_glass_min=site.break_glass_min,

@@ -407,6 +407,34 @@ def reset_password(
     return user
 
 
+def change_own_password(
+    engine: Engine,
+    username: str,
+    old: str,
+    new: str,
+    *,
+    min_length: int = MIN_PASSWORD_LENGTH,
+    lockout_after: int | None = LOCKOUT_AFTER,
+) -> None:
+    """A user changes their own password: the current one first (a wrong one counts toward the
+    lockout like any sign-in), then the rules on the new one; audited as the user."""
+    who = authenticate(engine, username, old, lockout_after=lockout_after)
+    if new == old:
+        raise UserError("the new password must differ from the current one")
+    if len(new) < min_length:
+        raise UserError(f"the password must be at least {min_length} characters long")
+    check_password_rules(new, who.username)
+
+    def op(s: Session) -> None:
+        user = s.get(User, who.id)
+        assert user is not None
+        with acting_as(s, who.id), reason(s, "changed by the user"):
+            user.password_hash = hash_password(new)
+            s.flush()
+
+    in_session(engine, op)
+
+
 def ensure_demo_users(target: Engine | Session) -> list[str]:
     """Create the demo accounts (password ``demo``) if missing; return the usernames made.
 

@@ -58,6 +58,8 @@ class AccessHooks:
     sign_out: Callable[[], None]
     #: (username, password, break-glass reason or None) -> the user; raises with the message
     unlock: Callable[[str, str, str | None], object]
+    #: (current password, new password) for the signed-in user; raises with the message
+    change_password: Callable[[str, str], None] | None = None
     idle_lock_min: float = 5.0
     mask_names: bool = False
     break_glass_min: float = 60.0

@@ -145,3 +145,51 @@ class ResumeSessionsDialog(QDialog):
 
     def selected(self) -> list[int]:
         return [sid for sid, box in self.boxes.items() if box.isChecked()]
+
+
+class ChangePasswordDialog(QDialog):
+    """The signed-in user changes their own password: the current one, the new one twice.
+    ``change`` checks and saves (raising with a message to show)."""
+
+    def __init__(self, change: Callable[[str, str], None], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Change my password")
+        self.setMinimumWidth(380)
+        self._change = change
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        self.current = QLineEdit()
+        self.new = QLineEdit()
+        self.repeat = QLineEdit()
+        for f in (self.current, self.new, self.repeat):
+            f.setEchoMode(QLineEdit.EchoMode.Password)
+        form.addRow("Current password", self.current)
+        form.addRow("New password", self.new)
+        form.addRow("New password again", self.repeat)
+        lay.addLayout(form)
+        self.error = QLabel("")
+        self.error.setStyleSheet("color: #ff6b6b; font-weight: bold")
+        self.error.setWordWrap(True)
+        lay.addWidget(self.error)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok.setText("Change")
+        buttons.accepted.connect(self._on_buttons_accepted)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.current.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _on_buttons_accepted(self) -> None:
+        if self.new.text() != self.repeat.text():
+            self.error.setText("The new passwords differ.")
+            return
+        try:
+            self._change(self.current.text(), self.new.text())
+        except Exception as exc:  # the service's message is meant for the user
+            self.error.setText(str(exc) or "Not changed.")
+            for f in (self.current, self.new, self.repeat):
+                f.clear()
+            return
+        self.accept()

@@ -20,6 +20,7 @@ from ketamon import SAFETY_STATEMENT
 from ketamon.domain.thresholds import Priority
 from ketamon.ui.chair_view import ChairViewWidget
 from ketamon.ui.lock import AccessHooks, Glass, LockBar, LockController
+from ketamon.ui.login import ChangePasswordDialog
 from ketamon.ui.overview import OverviewWidget
 from ketamon.ui.review import ReviewWidget
 from ketamon.ui.sound import AlarmSounder
@@ -53,7 +54,10 @@ class MainWindow(QMainWindow):
         self.sign_out_button.setToolTip(
             "Sign out (Ctrl+Shift+L): nobody is signed in; the chairs keep running and alarming"
         )
-        for b in (self.lock_button, self.sign_out_button):
+        self.password_button = QPushButton("My password")
+        self.password_button.setObjectName("passwordButton")
+        self.password_button.setToolTip("Change your own password")
+        for b in (self.password_button, self.lock_button, self.sign_out_button):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.setStyleSheet("padding: 2px 8px; min-height: 0px;")
             b.hide()  # until the app wires the access (set_access)
@@ -232,8 +236,18 @@ class MainWindow(QMainWindow):
             self.shortcuts.append(sc)
         for b in (self.lock_button, self.sign_out_button):
             b.show()
+        change = hooks.change_password
+        if change is not None:
+            self.password_button.clicked.connect(lambda: self.change_password_dialog().exec())
+            self.password_button.show()
         access.start()
         return access
+
+    def change_password_dialog(self) -> ChangePasswordDialog:
+        """The signed-in user's own password change (refused while locked)."""
+        access = self.access
+        assert access is not None and access.hooks.change_password is not None
+        return ChangePasswordDialog(access.hooks.change_password, self)
 
     def set_user_line(self, text: str, emergency: bool = False) -> None:
         sounder = self.sounder
@@ -268,13 +282,13 @@ class MainWindow(QMainWindow):
         if self.overview is not None and (masked or not (chair or current is self.overview)):
             # a record (review, admin, clinic) never shows behind the lock: the live chairs do
             self.tabs.setCurrentWidget(self.overview)
-        for b in (self.lock_button, self.sign_out_button):
+        for b in (self.lock_button, self.sign_out_button, self.password_button):
             b.setEnabled(False)
 
     def _on_unlocked(self) -> None:
         for sc in self.shortcuts:
             sc.setEnabled(True)
-        for b in (self.lock_button, self.sign_out_button):
+        for b in (self.lock_button, self.sign_out_button, self.password_button):
             b.setEnabled(True)
 
     def set_role_tab(self, key: str, widget: QWidget | None, title: str = "") -> None:

@@ -3,6 +3,7 @@ rules are tested without Qt in tests/storage/test_access.py.)"""
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtWidgets import QDialogButtonBox
 
 from ketamon.app import StationAuth
@@ -50,3 +51,35 @@ def test_a_nurse_breaks_the_glass_gets_physician_rights_for_an_hour_and_is_flagg
     assert station.current_user().role is Role.NURSE
     assert station.emergency_ended is not None and station.emergency is None
     assert StationAuth(station).verify("nurse", "demo").role is Role.NURSE
+
+
+def test_a_nurse_changes_her_own_password(rig: Rig, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from ketamon.storage.users import AuthError, authenticate
+
+    window = rig.window
+    assert window.password_button.isVisible()
+    dialog = window.change_password_dialog()
+    qtbot.addWidget(dialog)
+    dialog.current.setText("wrong")
+    dialog.new.setText("a brand new passphrase")
+    dialog.repeat.setText("a brand new passphrase")
+    dialog.ok.click()
+    assert "wrong password" in dialog.error.text() and dialog.result() == 0
+    dialog.current.setText("demo")
+    dialog.new.setText("short")
+    dialog.repeat.setText("short")
+    dialog.ok.click()
+    assert "at least 12" in dialog.error.text()
+    dialog.current.setText("demo")
+    dialog.new.setText("a brand new passphrase")
+    dialog.repeat.setText("a brand new passphrase!")
+    dialog.ok.click()
+    assert "differ" in dialog.error.text()
+    dialog.current.setText("demo")
+    dialog.new.setText("a brand new passphrase")
+    dialog.repeat.setText("a brand new passphrase")
+    dialog.ok.click()
+    assert dialog.result() == dialog.DialogCode.Accepted
+    assert authenticate(rig.engine, "nurse", "a brand new passphrase").username == "nurse"
+    with pytest.raises(AuthError):
+        authenticate(rig.engine, "nurse", "demo")
