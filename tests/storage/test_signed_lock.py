@@ -212,6 +212,21 @@ def drafts(at: datetime, last: int, target: int) -> dict[EntryKind, dict[str, An
         EntryKind.COUNTERSIGNED: {"addendum_id": target, **sig, "meaning_id": "countersign"},
         EntryKind.PMF_FIELDS: {"values": {"lot": "X"}, "form_version": "v1"},
         EntryKind.PMF_SUBMITTED: {"method": "fax", "submitted_at": "2026-11-30", "reference": "R"},
+        # the treatment course (issue 15): refused on a signed session like the rest
+        EntryKind.ADMINISTERED: {
+            "route": "im",
+            "product": "Ketamine 50 mg/mL",
+            "concentration": 50.0,
+            "lot": "K1",
+            "expiry": "2027-01-01",
+            "drawn_mg": 40.0,
+            "given_mg": 35.0,
+        },
+        EntryKind.WASTE: {"product": "Ketamine 50 mg/mL", "lot": "K1", "mg": 5.0, "reason": "x"},
+        EntryKind.SCALE: {"scale": "cgi_s", "items": {"1": 4}, "total": 4, "band": ""},
+        EntryKind.SUICIDALITY_ACTION: {"action": "assessed"},
+        EntryKind.THERAPIST_ASSIGNED: {"user_id": 1, "username": "tess", "name": "Tess"},
+        EntryKind.THERAPIST_NOTE: {"text": "late thought"},
     }
 
 
