@@ -12,13 +12,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from devices.clock import Clock, SystemClock
@@ -58,7 +59,7 @@ from ketamon.storage.courses import SqlCourseRepository
 from ketamon.storage.database import sqlite_path
 from ketamon.storage.emergency import Emergency, emergencies, start_emergency
 from ketamon.storage.history import session_readings, session_series
-from ketamon.storage.models import RemsEnrolment
+from ketamon.storage.models import Patient, RemsEnrolment
 from ketamon.storage.outbox import record_export
 from ketamon.storage.profiles import profile_file
 from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
@@ -706,6 +707,49 @@ def add_clinic_tab(station: Station, window: MainWindow) -> CentralWidget | None
     central = CentralWidget(station.central_feed, station.profile)
     window.set_role_tab("clinic", central, "Clinic")
     return central  # its timers run only while it is shown; its charts are its children
+
+
+def prepare_demo_course(database_url: str, profile: ThresholdProfile, today: date) -> bool:
+    """``ketamon demo --course``: record the DEMO patient's 12-session esketamine course (8
+    induction, 4 maintenance, ending about a week ago) in the demo database, through the real
+    cores, once. Start a session for "Jordan Course" and open Course (F12) → Course view to see
+    it. Returns False when the course is already there."""
+    from ketamon.core.demo_course import DEMO_PATIENT, build_demo_course
+    from ketamon.storage.users import list_users
+
+    engine = open_database(database_url)
+    try:
+        ensure_demo_users(engine)
+        with Session(engine) as s:
+            if s.scalar(select(Patient.id).where(Patient.mrn == DEMO_PATIENT.mrn)) is not None:
+                return False
+        people = {u.username: u for u in list_users(engine)}
+
+        class Passwords:
+            def verify(self, username: str, password: str) -> Actor:
+                try:
+                    u = authenticate(engine, username, password)
+                except AuthError as exc:
+                    raise AuthFailed(str(exc)) from exc
+                return Actor(u.id, u.username, u.full_name, Role(u.role.value), u.credentials)
+
+        def actor(name: str) -> Actor:
+            u = people[name]
+            return Actor(u.id, u.username, u.full_name, Role(u.role.value), u.credentials)
+
+        build_demo_course(
+            SqlSessionRepository(engine),
+            SqlCourseRepository(engine),
+            Passwords(),
+            profile,
+            nurse=actor(DEMO_NURSE[0]),
+            nurse_password=DEMO_NURSE[1],
+            physician=actor("doctor"),
+            start=today - timedelta(days=63),
+        )
+        return True
+    finally:
+        engine.dispose()
 
 
 def make_station(

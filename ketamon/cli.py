@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X",
         help="run simulated time X times faster than real time (default 1)",
     )
+    demo.add_argument(
+        "--course",
+        action="store_true",
+        help="also record a DEMO patient's 12-session esketamine course (once): start a "
+        "session for Jordan Course and open Course (F12) → Course view",
+    )
 
     decode = sub.add_parser(
         "decode",
@@ -409,12 +415,17 @@ def cmd_gui(args: argparse.Namespace, *, demo: bool) -> int:
     if demo:
         _set_aside_incompatible_demo_database(paths)
     try:
-        from ketamon.app import run_gui
+        from ketamon.app import prepare_demo_course, run_gui
     except ImportError as exc:
         raise CommandError(
             f"Qt cannot be loaded ({exc}): install the system packages listed in "
             "resources/debian-packages.txt"
         ) from exc
+    if demo and getattr(args, "course", False):
+        from datetime import date
+
+        if prepare_demo_course(url, profile, date.today()):
+            sys.stderr.write("demo: recorded the DEMO course (12 sessions) for Jordan Course\n")
 
     return run_gui(paths, config, profile, url, demo=demo, clock=clock, site=site)
 
