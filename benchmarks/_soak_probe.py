@@ -17,7 +17,8 @@ Reported: RSS at 1 simulated hour (after start-up and the first stores) and at t
 growth in between, and the growth over the last third (from 8 h, when the 8-hour trend buffers
 are full); the writer's commit latency (the INSERT transaction) and exposure (submit to commit)
 p50/p99; the readings committed, spooled and dropped. ``KETAMON_SOAK_TRACEMALLOC=1`` prints the
-top allocation growth between 1 h and the end (slower).
+growth of Python's allocations between 1 h and the end, and the top lines (slower: use a lower
+SPEED, e.g. 20, or the writer falls behind).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def main(sim_hours: float, speed: float) -> None:
             qapp.quit()
 
     if trace:
-        tracemalloc.start(10)
+        tracemalloc.start(1)  # one frame: cheap enough to keep up at a moderate speed
     timer = QTimer()
     timer.timeout.connect(sample)
     timer.start(max(200, int(1000 * 600 / speed)))  # every 10 simulated minutes
@@ -197,10 +198,11 @@ def main(sim_hours: float, speed: float) -> None:
     )
     print("soak_rss_series: " + " ".join(f"{h:.1f}h={r:.0f}" for h, r in samples[::6]))
     if trace and snap_end is not None and "snap_1h" in marks:
-        for stat in snap_end.compare_to(marks["snap_1h"], "traceback")[:12]:
-            print(f"# {stat.size_diff / 1e6:+.2f} MB {stat.count_diff:+d} blocks")
-            for line in stat.traceback.format()[-6:]:
-                print(f"#    {line}")
+        diff = snap_end.compare_to(marks["snap_1h"], "lineno")
+        total = sum(d.size_diff for d in diff)
+        print(f"# tracemalloc: Python allocations {total / 1e6:+.2f} MB from 1 h to the end")
+        for stat in diff[:12]:
+            print(f"# {stat.size_diff / 1e6:+.3f} MB {stat.count_diff:+d} blocks {stat.traceback}")
 
 
 if __name__ == "__main__":
