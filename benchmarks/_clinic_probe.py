@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import socket
 import statistics
@@ -536,6 +537,7 @@ def main() -> None:
             for n in names:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)'))
         admin.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ SPEED, e.g. 20, or the writer falls behind).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -167,6 +168,7 @@ def main(sim_hours: float, speed: float) -> None:
     snap_end = tracemalloc.take_snapshot() if trace else None
     station.shutdown()
     unsaved = writer.unsaved()
+    shutil.rmtree(tmp, ignore_errors=True)
     stats = writer.stats
     rss_8h = next((r for h, r in samples if h >= 8.0), float("nan"))
     print(f"soak_chairs: {CHAIRS} chairs")
