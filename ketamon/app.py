@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -63,7 +64,7 @@ from ketamon.storage.models import Patient, RemsEnrolment
 from ketamon.storage.outbox import record_export
 from ketamon.storage.profiles import profile_file
 from ketamon.storage.repository import SqlSessionRepository, list_sessions, previous_session
-from ketamon.storage.spool import Spool, replay_spool, spool_path_for
+from ketamon.storage.spool import EntryRetrier, Spool, replay_spool, spool_path_for
 from ketamon.storage.users import AuthError, authenticate, change_own_password, ensure_demo_users
 from ketamon.storage.waves import WaveformRecorder, session_waveform
 from ketamon.storage.writer import DatabaseWriter
@@ -194,6 +195,9 @@ class Station:
     hl7_out: Hl7OutWorker | None = None
     presence: ClinicPresence | None = None
     central_feed: CentralFeed | None = None
+    #: flag and link events retried per session; at shutdown their deadline passes
+    _retriers: dict[int, EntryRetrier] = field(default_factory=dict)
+    _stop_deadline: float | None = None
     writer: DatabaseWriter | None = None
     repository: SqlSessionRepository | None = None
     runner: CommandRunner | None = None
@@ -378,6 +382,23 @@ class Station:
         assert self.writer is not None
         return session_readings(self.writer.engine, session_id)
 
+    def _record_durably(
+        self, session_id: int, execute: Callable[[], object], cmd: object, at: datetime
+    ) -> None:
+        """A chair's flag or link event (the command thread): retried in order while the
+        database cannot take it, and past the stop's deadline put in the spool, to be stored
+        at the next start; never dropped without a count (issue 11)."""
+        writer = self.writer
+        spool = None if writer is None else writer.spool
+        if spool is None:
+            execute()
+            return
+        retrier = self._retriers.get(session_id)
+        if retrier is None:
+            retrier = self._retriers[session_id] = EntryRetrier(spool, session_id)
+            retrier.deadline = self._stop_deadline
+        retrier.run(execute, cmd, at)
+
     def storage_problem(self) -> str | None:
         """Why readings are held instead of saved right now (None: all is well)."""
         writer = self.writer
@@ -409,6 +430,7 @@ class Station:
             submit_readings=self._submit_readings,
             load_readings=self._load_readings,
             storage_problem=self.storage_problem,
+            record_durably=self._record_durably,
         )
         model.core.courses = CourseCore(  # the patient's course: its screening gates dosing
             SqlCourseRepository(self.repository.engine, self.repository.writer),
@@ -580,6 +602,10 @@ class Station:
         return 0 if writer is None else writer.unsaved()
 
     def shutdown(self) -> None:
+        # flag and link events still failing 2 s from now go to the spool, not on retrying
+        self._stop_deadline = time.monotonic() + 2.0
+        for retrier in self._retriers.values():
+            retrier.deadline = self._stop_deadline
         if self.central_feed is not None:
             self.central_feed.stop()
             self.central_feed = None
@@ -600,6 +626,10 @@ class Station:
                 log.error("commands still running at shutdown")
             self.runner.stop()
             self.runner = None
+        spooled = sum(e.spooled for e in self._retriers.values())
+        lost = sum(e.lost for e in self._retriers.values())
+        if spooled or lost:
+            log.warning("flag and link events: %d put in the spool, %d lost", spooled, lost)
         if self.writer is not None:
             self.writer.stop()
             self.writer.engine.dispose()

@@ -102,6 +102,10 @@ LINK_TEXT = {
 }
 
 
+#: the station's durable path for a flag or link event: (session id, execute, command, time)
+DurableRecord = Callable[[int, Callable[[], object], object, datetime], None]
+
+
 @dataclass(frozen=True, slots=True)
 class LinkInfo:
     streaming: bool
@@ -140,9 +144,11 @@ class ChairPresenter(QObject):
         submit_readings: Callable[[int, Sequence[Reading]], None] | None = None,
         load_readings: Callable[[int], list[Reading]] | None = None,
         storage_problem: Callable[[], str | None] | None = None,
+        record_durably: DurableRecord | None = None,
     ) -> None:
         super().__init__()
         self._acq = acquisition
+        self._durable = record_durably
         self._runner = runner
         self._user = user
         self.prompt_config = prompt_config or PromptConfig()
@@ -717,7 +723,27 @@ class ChairPresenter(QObject):
         self._announce(out.alarm_events)
         self._after(out.state)
 
-    def _on_recorded(self, p: Pending[Outcome]) -> None:
+    def _durably(
+        self, session_id: int, cmd: c.Command, at: datetime
+    ) -> Callable[[], Outcome | None]:
+        """A flag or link event's recording, for the command thread: through the station's
+        durable path when it has one (retried while the database is away, spooled at a stop;
+        None then), else at once."""
+        core, durable = self.core, self._durable
+
+        def execute() -> Outcome:
+            return core.execute(cmd, core.system())
+
+        def run() -> Outcome | None:
+            if durable is None:
+                return execute()
+            done: list[Outcome] = []
+            durable(session_id, lambda: done.append(execute()), cmd, at)
+            return done[0] if done else None
+
+        return run
+
+    def _on_recorded(self, p: Pending[Outcome | None]) -> None:
         """A flag or link event the monitor's side raised was recorded (already announced)."""
         if p.error is not None:
             self.sig_error.emit(p.reasons[0] if p.reasons else str(p.error))
@@ -777,12 +803,8 @@ class ChairPresenter(QObject):
         self.sig_alarms_changed.emit()
         if self._session_id is None:
             return
-        core = self.core
-        system = core.system
-
-        def run() -> Outcome:
-            return core.execute(c.RecordAlarmEvents([event]), system())
-
+        cmd = c.RecordAlarmEvents([event])
+        run = self._durably(self._session_id, cmd, event.time)
         # announced above already: the result only brings the state up to date
         self._runner.submit(run, "record flag").on_done(self._on_recorded)
 
@@ -791,10 +813,6 @@ class ChairPresenter(QObject):
         self.sig_link_changed.emit(self.link)
         if self._session_id is None:
             return
-        core = self.core
         cmd = c.RecordLink(event.state.value, event.reason)
-
-        def run() -> Outcome:
-            return core.execute(cmd, core.system())
-
+        run = self._durably(self._session_id, cmd, event.time)
         self._runner.submit(run, "record link").on_done(self._on_recorded)
