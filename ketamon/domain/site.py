@@ -350,6 +350,8 @@ _SETTINGS: dict[str, dict[str, _Check]] = {
         "therapist_notes_export": _choice("separate", "omit"),
     },
 }
+
+
 def setting_sections() -> dict[str, tuple[str, ...]]:
     """Each table of a site profile and its settings, in file order (the admin tab's form)."""
     return {section: tuple(settings) for section, settings in _SETTINGS.items()}
