@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from devices.readings import PARAMETERS, Quality
@@ -110,8 +111,15 @@ def get_or_create_patient(
             weight_kg=weight_kg,
             rems_enrolment=rems_enrolment,
         )
-        s.add(p)
-        s.flush()
+        try:
+            with s.begin_nested():  # another station may be making the same patient now
+                s.add(p)
+                s.flush()
+        except IntegrityError:
+            found = s.scalars(select(Patient).where(Patient.mrn == mrn)).first()
+            if found is None:
+                raise
+            p = found
     return p
 
 
