@@ -111,6 +111,12 @@ def get_or_create_patient(
             weight_kg=weight_kg,
             rems_enrolment=rems_enrolment,
         )
+        if s.get_bind().dialect.name != "postgresql":
+            # SQLite serialises writers (no race), and pysqlite's SAVEPOINTs would break the
+            # surrounding transaction's atomicity: a plain insert
+            s.add(p)
+            s.flush()
+            return p
         try:
             with s.begin_nested():  # another station may be making the same patient now
                 s.add(p)
