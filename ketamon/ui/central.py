@@ -16,14 +16,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, cast
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QHideEvent, QMouseEvent, QShowEvent
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
-    QFrame,
     QGridLayout,
     QLabel,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +33,7 @@ from ketamon.presenters.views import TrendBuffers
 from ketamon.ui import theme
 from ketamon.ui.chart import TrendChartWidget
 from ketamon.ui.numerics import STALE_COLOUR, age_text
-from ketamon.ui.overview import FlagStrip, MiniTrend, columns_for
+from ketamon.ui.overview import CardFrame, FlagStrip, MiniTrend, columns_for
 
 if TYPE_CHECKING:
     from ketamon.domain.record import SessionState
@@ -75,39 +73,14 @@ def _flag_text(f: Flag, more: int) -> str:
     return f"{word}: {f.text}{ack}{extra}"
 
 
-class CentralCard(QFrame):
+class CentralCard(CardFrame):
     """One chair of the clinic: the overview card's look, filled from a :class:`ChairView`."""
 
-    clicked = Signal()
-
     def __init__(self, view: ChairView, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("chairCard")
-        self.view = view
-        self.setMinimumSize(220, 150)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setCursor(Qt.CursorShape.PointingHandCursor)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 4, 6, 4)
-        lay.setSpacing(2)
-        self.name = QLabel("")
-        self.name.setStyleSheet("font-size: 13pt; background: transparent")
-        self.lines = QLabel("")
-        self.lines.setStyleSheet("font-size: 10pt; background: transparent")
-        self.vitals = QLabel("")
-        self.vitals.setTextFormat(Qt.TextFormat.RichText)
-        self.vitals.setStyleSheet("font-size: 11pt; background: transparent")
         # MiniTrend only reads ``model.buffers``; the feed's buffers stand in for a presenter's.
-        self.trend = MiniTrend(cast("ChairPresenter", _TrendModel(view.trend)))
-        self.next = QLabel("")
-        self.next.setStyleSheet("font-size: 10pt; background: transparent")
-        self.flag = FlagStrip()
-        for w in (self.name, self.lines, self.vitals):
-            lay.addWidget(w)
-        lay.addWidget(self.trend, 1)
-        lay.addWidget(self.next)
-        lay.addWidget(self.flag)
-        self._colour = ""
+        super().__init__(MiniTrend(cast("ChairPresenter", _TrendModel(view.trend))), parent)
+        self.view = view
+        self.stack(self.name, self.lines, self.vitals)
         self.set_view(view, None)
 
     def set_view(self, view: ChairView, server_time: datetime | None) -> None:
@@ -154,11 +127,6 @@ class CentralCard(QFrame):
             age = f" <small>{age_text(v.age_s)}</small>" if v.label == "BP" or v.age_s > 10 else ""
             out.append(f"{name} <b style='color:{colour}'>{v.text}</b>{age}")
         return "&nbsp; ".join(out)
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        if event.button() == Qt.MouseButton.LeftButton:
-            self.clicked.emit()
-        super().mouseReleaseEvent(event)
 
 
 def _set(label: QLabel, text: str) -> None:

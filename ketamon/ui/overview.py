@@ -166,42 +166,60 @@ class FlagStrip(QWidget):
         p.end()
 
 
-class ChairCard(QFrame):
-    """A clickable card (a frame, so the theme's button height rules do not squeeze it)."""
+class CardFrame(QFrame):
+    """A chair's card, clickable (a frame, so the theme's button height rules do not squeeze
+    it): its name, a status line, the vitals, a mini trend, the next item due and the worst
+    flag. The overview's cards and the central view's are both made of it."""
 
     clicked = Signal()
 
-    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
+    def __init__(self, trend: MiniTrend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chairCard")
-        self.model = model
         self.setMinimumSize(220, 150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 4, 6, 4)
-        lay.setSpacing(2)
+        self.card_layout = QVBoxLayout(self)
+        self.card_layout.setContentsMargins(6, 4, 6, 4)
+        self.card_layout.setSpacing(2)
         self.name = QLabel("")
         self.name.setStyleSheet("font-size: 13pt; background: transparent")
         self.lines = QLabel("")
         self.lines.setStyleSheet("font-size: 10pt; background: transparent")
+        self.vitals = QLabel("")
+        self.vitals.setTextFormat(Qt.TextFormat.RichText)
+        self.vitals.setStyleSheet("font-size: 11pt; background: transparent")
+        self.trend = trend
+        self.next = QLabel("")
+        self.next.setStyleSheet("font-size: 10pt; background: transparent")
+        self.flag = FlagStrip()
+        self._colour = ""
+
+    def stack(self, *above_trend: QWidget) -> None:
+        """Lay the card out: ``above_trend`` (top down), the trend, the next item, the flag."""
+        for w in above_trend:
+            self.card_layout.addWidget(w)
+        self.card_layout.addWidget(self.trend, 1)
+        self.card_layout.addWidget(self.next)
+        self.card_layout.addWidget(self.flag)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mouseReleaseEvent(event)
+
+
+class ChairCard(CardFrame):
+    """This station's chair on the overview."""
+
+    def __init__(self, model: ChairPresenter, parent: QWidget | None = None) -> None:
+        super().__init__(MiniTrend(model), parent)
+        self.model = model
         self.dose = QLabel("")
         self.dose.setStyleSheet(
             "font-size: 10pt; font-weight: bold; color: #ffcc00; background: transparent"
         )
-        self.vitals = QLabel("")
-        self.vitals.setTextFormat(Qt.TextFormat.RichText)
-        self.vitals.setStyleSheet("font-size: 11pt; background: transparent")
-        self.trend = MiniTrend(model)
-        self.next = QLabel("")
-        self.next.setStyleSheet("font-size: 10pt; background: transparent")
-        self.flag = FlagStrip()
-        for w in (self.name, self.lines, self.dose, self.vitals):
-            lay.addWidget(w)
-        lay.addWidget(self.trend, 1)
-        lay.addWidget(self.next)
-        lay.addWidget(self.flag)
-        self._colour = ""
+        self.stack(self.name, self.lines, self.dose, self.vitals)
         self.alarm = self.flag  # the worst flag (text and priority)
         self.refresh()
 
@@ -298,11 +316,6 @@ class ChairCard(QFrame):
                 f"<b style='color:{colour}'>{value}</b>{m}{age_s}"
             )
         return out[0] + "<br>" + "&nbsp;&nbsp; ".join(out[1:])  # BP with its age, then the rest
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        if event.button() == Qt.MouseButton.LeftButton:
-            self.clicked.emit()
-        super().mouseReleaseEvent(event)
 
 
 class OverviewWidget(QWidget):
